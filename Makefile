@@ -1,0 +1,39 @@
+# Navigator: the two commands are `make demo` and `make test`. See README.md.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+CARGO ?= cargo
+
+.PHONY: help build controlplane cluster demo test lint generate check-generated ci
+
+help: ## List the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
+
+build: ## Build the navigator binary
+	$(CARGO) build --bins
+
+controlplane: ## Build etcd, kube-apiserver, kube-controller-manager, kubectl and helm from Go modules (cached in .cache/bin)
+	tests/controlplane/build.sh
+
+cluster: controlplane ## Start a local control plane on loopback until Ctrl-C
+	$(CARGO) run -q -p navigator-testenv --bin navigator-testenv
+
+demo: controlplane ## Show Navigator working end to end on a local control plane (Ctrl-C stops it)
+	scripts/demo.sh
+
+test: controlplane ## Run every unit and integration test against a real control plane
+	scripts/test.sh
+
+lint: ## Formatting, clippy with warnings as errors, generated files unchanged
+	$(CARGO) fmt --all --check
+	$(CARGO) clippy --workspace --all-targets -- -D warnings
+	$(MAKE) --no-print-directory check-generated
+
+generate: ## Regenerate the CRDs from the Rust types into crds/ and charts/navigator/crds/
+	$(CARGO) run -q --bin navigator -- crds --out-dir crds --out-dir charts/navigator/crds
+
+check-generated: generate ## Fail when committed generated files differ from what the code generates
+	@git diff --exit-code --stat -- crds charts/navigator/crds || { echo "Generated files are stale: run 'make generate' and commit the result." >&2; exit 1; }
+	@test -z "$$(git status --porcelain -- crds charts/navigator/crds)" || { echo "Untracked generated files: run 'make generate' and commit them." >&2; git status --porcelain -- crds charts/navigator/crds >&2; exit 1; }
+
+ci: ## What CI runs: lint, then test
+	.ci/run

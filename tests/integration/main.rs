@@ -1,0 +1,7 @@
+//! Integration tests: every module runs against one real control plane (etcd, kube-apiserver,
+//! kube-controller-manager built from the upstream Go modules), started once for this test binary by
+//! `navigator_testenv::shared()` and stopped when the binary exits, however it exits.
+
+mod support;
+
+mod controlplane;

@@ -1,0 +1,38 @@
+//! `navigator-testenv`: starts the local control plane for people (`make cluster`, `make demo`) and
+//! keeps it up until Ctrl-C. It prints the `export KUBECONFIG=...` line, and with `--kubeconfig-out`
+//! also copies the admin kubeconfig to a fixed path that scripts can wait for.
+
+use std::time::Instant;
+
+fn main() -> anyhow::Result<()> {
+    let mut kubeconfig_out = None;
+    let mut args = std::env::args().skip(1);
+    while let Some(arg) = args.next() {
+        match arg.as_str() {
+            "--kubeconfig-out" => kubeconfig_out = args.next(),
+            "--help" | "-h" => {
+                println!("usage: navigator-testenv [--kubeconfig-out PATH]\nStarts etcd, kube-apiserver and kube-controller-manager on loopback until Ctrl-C.");
+                return Ok(());
+            }
+            other => anyhow::bail!("unknown argument {other:?} (try --help)"),
+        }
+    }
+    let started = Instant::now();
+    let cp = navigator_testenv::ControlPlane::start()?;
+    let admin = cp.kubeconfig("admin");
+    if let Some(out) = &kubeconfig_out {
+        // Written last and renamed into place, so a waiting script never reads half a file.
+        let tmp = format!("{out}.tmp");
+        std::fs::copy(&admin, &tmp)?;
+        std::fs::rename(&tmp, out)?;
+    }
+    println!("Control plane {} is up at {} (started in {:.1?}).", navigator_testenv::KUBERNETES_VERSION, cp.server(), started.elapsed());
+    println!("From another terminal:");
+    println!("  export KUBECONFIG={}", kubeconfig_out.as_deref().map(std::path::PathBuf::from).unwrap_or(admin).display());
+    println!("  export PATH={}:$PATH   # kubectl and helm of the same version", cp.bin().display());
+    println!("Test users (kubeconfig each): {}", navigator_testenv::IDENTITIES.iter().map(|i| cp.kubeconfig(i.name).display().to_string()).collect::<Vec<_>>().join(" "));
+    println!("Press Ctrl-C to stop it; everything it started stops with it.");
+    loop {
+        std::thread::park();
+    }
+}
