@@ -1,3 +1,4 @@
 //! Navigator: a Kubernetes operator that runs a cloud service provider's partner business as resources.
 //!
 //! The binary (`src/main.rs`) only parses the command line; everything else lives here where tests reach it.
+pub mod api;

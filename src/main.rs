@@ -12,9 +12,18 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     // Subcommands are added here as they are built, one variant each; no placeholders.
+    /// Print every CustomResourceDefinition as YAML, or write one file per kind into directories.
+    Crds {
+        /// Write `<plural>.navigator.cloudpartner.io.yaml` files into this directory instead of printing
+        /// (repeat for several directories).
+        #[arg(long = "out-dir", value_name = "DIR")]
+        out_dir: Vec<std::path::PathBuf>,
+    },
 }
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    match Cli::parse().command {}
+    match Cli::parse().command {
+        Command::Crds { out_dir } => navigator::api::crds::run(&out_dir, &mut std::io::stdout().lock()),
+    }
 }
