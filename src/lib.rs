@@ -2,3 +2,6 @@
 //!
 //! The binary (`src/main.rs`) only parses the command line; everything else lives here where tests reach it.
 pub mod api;
+pub mod endpoint;
+pub mod logging;
+pub mod simulator;

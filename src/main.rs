@@ -12,6 +12,8 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     // Subcommands are added here as they are built, one variant each; no placeholders.
+    /// Serve the simulated cloud (the Navigator endpoint API) for the demo and tests, until SIGTERM or Ctrl-C.
+    Simulator(navigator::simulator::SimulatorArgs),
     /// Print every CustomResourceDefinition as YAML, or write one file per kind into directories.
     Crds {
         /// Write `<plural>.navigator.cloudpartner.io.yaml` files into this directory instead of printing
@@ -24,6 +26,7 @@ enum Command {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     match Cli::parse().command {
+        Command::Simulator(args) => navigator::simulator::run(args).await,
         Command::Crds { out_dir } => navigator::api::crds::run(&out_dir, &mut std::io::stdout().lock()),
     }
 }

@@ -1,0 +1,658 @@
+//! The Http driver: the Navigator endpoint API (`docs/endpoint-api.yaml`) over reqwest.
+//!
+//! Every request passes the endpoint's limits (rate and concurrency, see `limits`), carries a timeout,
+//! and is retried a bounded number of times on 5xx, connection errors and 429 (honouring Retry-After),
+//! within a small total wait so a reconcile worker never waits long; past that the call fails with a
+//! retryable error and the reconciler comes back later. Retries pass through the limits again. A request
+//! that timed out is not retried here: it already cost a full timeout. Every call of the contract is
+//! idempotent (names are keys, creates carry idempotency keys), so a retry after a lost response is safe.
+
+use std::fmt;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use rand::RngExt;
+use reqwest::header::{HeaderMap, RETRY_AFTER};
+use reqwest::{Method, StatusCode, Url};
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+
+use super::limits::Limits;
+use super::*;
+
+/// The header that makes a create or comment idempotent.
+pub const IDEMPOTENCY_KEY: &str = "Idempotency-Key";
+
+/// How to reach one endpoint and how hard to push it; filled from a CloudEndpoint and its Secret.
+#[derive(Clone)]
+pub struct HttpDriverConfig {
+    /// Base URL; the contract's paths (`/v1/...`) are appended to it.
+    pub url: String,
+    /// The bearer token. Never logged.
+    pub token: Secret,
+    /// PEM certificates to trust for this endpoint instead of the system's roots.
+    pub ca_bundle_pem: Option<Vec<u8>>,
+    /// The most requests started in any one second, retries included.
+    pub rate_limit_per_second: u32,
+    /// The most requests in flight at once.
+    pub max_concurrent: usize,
+    /// Timeout of one request.
+    pub timeout: Duration,
+    /// Retries of one call after a 5xx, a connection error or a 429.
+    pub max_retries: u32,
+    /// No retry starts later than this after the call began (a longer Retry-After ends the call
+    /// `Throttled` at once). With the defaults a call takes at most about 25 s: queueing, this budget, and
+    /// one last request with its timeout.
+    pub retry_budget: Duration,
+    /// The most one request waits for the rate limit or a free slot before the call ends `Throttled`.
+    pub max_queue_wait: Duration,
+}
+
+impl HttpDriverConfig {
+    /// A configuration with the defaults: 20 requests/s, 8 in flight, 10 s timeout, 3 retries within 5 s.
+    pub fn new(url: impl Into<String>, token: impl Into<Secret>) -> Self {
+        HttpDriverConfig {
+            url: url.into(),
+            token: token.into(),
+            ca_bundle_pem: None,
+            rate_limit_per_second: 20,
+            max_concurrent: 8,
+            timeout: Duration::from_secs(10),
+            max_retries: 3,
+            retry_budget: Duration::from_secs(5),
+            max_queue_wait: Duration::from_secs(5),
+        }
+    }
+}
+
+impl fmt::Debug for HttpDriverConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("HttpDriverConfig")
+            .field("url", &self.url)
+            .field("token", &self.token)
+            .field(
+                "ca_bundle_pem",
+                &self.ca_bundle_pem.as_ref().map(|pem| format!("{} bytes", pem.len())),
+            )
+            .field("rate_limit_per_second", &self.rate_limit_per_second)
+            .field("max_concurrent", &self.max_concurrent)
+            .field("timeout", &self.timeout)
+            .field("max_retries", &self.max_retries)
+            .field("retry_budget", &self.retry_budget)
+            .field("max_queue_wait", &self.max_queue_wait)
+            .finish()
+    }
+}
+
+/// A driver for one endpoint that implements the Navigator endpoint API.
+pub struct HttpDriver {
+    base: Url,
+    token: Secret,
+    client: reqwest::Client,
+    limits: Limits,
+    timeout: Duration,
+    max_retries: u32,
+    retry_budget: Duration,
+}
+
+impl fmt::Debug for HttpDriver {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("HttpDriver")
+            .field("base", &self.base.as_str())
+            .field("token", &self.token)
+            .finish()
+    }
+}
+
+/// The contract's error body.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct ErrorBody {
+    pub code: String,
+    pub message: String,
+}
+
+#[derive(Deserialize)]
+struct List<T> {
+    items: Vec<T>,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct CommentRequest<'a> {
+    body: &'a str,
+}
+
+/// One request of a call, rebuilt for every attempt.
+struct Call<'a> {
+    method: Method,
+    path: &'a [&'a str],
+    query: &'a [(&'a str, String)],
+    body: Option<serde_json::Value>,
+    idempotency_key: Option<&'a str>,
+}
+
+impl HttpDriver {
+    pub fn new(config: HttpDriverConfig) -> DriverResult<Self> {
+        let invalid = |message: String| DriverError::Invalid { message };
+        let mut base =
+            Url::parse(&config.url).map_err(|e| invalid(format!("endpoint URL {:?} is not a URL: {e}", config.url)))?;
+        if !matches!(base.scheme(), "http" | "https") || base.cannot_be_a_base() {
+            return Err(invalid(format!(
+                "endpoint URL {:?} must be an http or https URL",
+                config.url
+            )));
+        }
+        if !base.username().is_empty() || base.password().is_some() {
+            // Error messages name the URL; credentials belong in the Secret.
+            return Err(invalid(
+                "the endpoint URL must not hold credentials; put the token in the Secret".into(),
+            ));
+        }
+        // Paths are appended as segments, so drop a trailing slash and any query.
+        base.set_query(None);
+        base.set_fragment(None);
+        if let Ok(mut segments) = base.path_segments_mut() {
+            segments.pop_if_empty();
+        }
+        if config.rate_limit_per_second == 0 {
+            return Err(invalid("rate limit must be at least 1 request per second".into()));
+        }
+        if config.max_concurrent == 0 {
+            return Err(invalid("max concurrent requests must be at least 1".into()));
+        }
+        if config.timeout.is_zero() {
+            return Err(invalid("request timeout must be more than zero".into()));
+        }
+        let mut builder = reqwest::Client::builder()
+            .user_agent(concat!("navigator/", env!("CARGO_PKG_VERSION")))
+            .connect_timeout(config.timeout.min(Duration::from_secs(5)))
+            .pool_max_idle_per_host(config.max_concurrent);
+        if let Some(pem) = &config.ca_bundle_pem {
+            let certs = reqwest::Certificate::from_pem_bundle(pem)
+                .map_err(|e| invalid(format!("the endpoint's CA bundle is not PEM certificates: {e}")))?;
+            if certs.is_empty() {
+                return Err(invalid("the endpoint's CA bundle holds no certificate".into()));
+            }
+            builder = builder.tls_certs_only(certs);
+        }
+        let client = builder
+            .build()
+            .map_err(|e| invalid(format!("cannot build an HTTP client: {e}")))?;
+        Ok(HttpDriver {
+            base,
+            token: config.token,
+            client,
+            limits: Limits::new(
+                config.rate_limit_per_second,
+                config.max_concurrent,
+                config.max_queue_wait,
+            ),
+            timeout: config.timeout,
+            max_retries: config.max_retries,
+            retry_budget: config.retry_budget,
+        })
+    }
+
+    fn url(&self, path: &[&str], query: &[(&str, String)]) -> Url {
+        let mut url = self.base.clone();
+        if let Ok(mut segments) = url.path_segments_mut() {
+            segments.push("v1").extend(path);
+        }
+        if !query.is_empty() {
+            url.query_pairs_mut()
+                .extend_pairs(query.iter().map(|(k, v)| (*k, v.as_str())));
+        }
+        url
+    }
+
+    /// Sends a call with retries and answers the status and body of a 2xx response.
+    async fn send(&self, call: Call<'_>) -> DriverResult<Answer> {
+        let url = self.url(call.path, call.query);
+        let started = tokio::time::Instant::now();
+        let mut attempt = 0u32;
+        loop {
+            attempt += 1;
+            let result = self.attempt(&call, &url).await;
+            let error = match result {
+                Ok(answer) => return Ok(answer),
+                Err(Attempt::Final(error)) => return Err(error),
+                Err(Attempt::Retry(error)) => error,
+            };
+            let wait = match &error {
+                DriverError::Throttled { retry_after } => *retry_after,
+                _ => backoff(attempt),
+            };
+            if attempt > self.max_retries || started.elapsed() + wait > self.retry_budget {
+                tracing::debug!(method = %call.method, url = %url, attempt, error = %error, "giving up on the call");
+                return Err(error);
+            }
+            tracing::debug!(
+                method = %call.method, url = %url, attempt, wait_ms = wait.as_millis() as u64, error = %error,
+                "retrying"
+            );
+            tokio::time::sleep(wait).await;
+        }
+    }
+
+    async fn attempt(&self, call: &Call<'_>, url: &Url) -> Result<Answer, Attempt> {
+        let _slot = self.limits.acquire().await.map_err(|retry_after| {
+            // Our own limits: retrying inside this call would only queue longer.
+            Attempt::Final(DriverError::Throttled { retry_after })
+        })?;
+        let mut request = self
+            .client
+            .request(call.method.clone(), url.clone())
+            .bearer_auth(self.token.expose())
+            .timeout(self.timeout)
+            .header(reqwest::header::ACCEPT, "application/json");
+        if let Some(key) = call.idempotency_key {
+            request = request.header(IDEMPOTENCY_KEY, key);
+        }
+        if let Some(body) = &call.body {
+            request = request.json(body);
+        }
+        let response = match request.send().await {
+            Ok(response) => response,
+            Err(e) if e.is_timeout() => {
+                return Err(Attempt::Final(DriverError::Unavailable {
+                    message: format!("{} {} timed out after {:?}", call.method, url.path(), self.timeout),
+                    source: Some(Box::new(e.without_url())),
+                }));
+            }
+            Err(e) => {
+                let e = e.without_url();
+                return Err(Attempt::Retry(DriverError::Unavailable {
+                    message: format!("{} {} failed: {}", call.method, url.path(), describe(&e)),
+                    source: Some(Box::new(e)),
+                }));
+            }
+        };
+        let status = response.status();
+        let headers = response.headers().clone();
+        let body = match response.bytes().await {
+            Ok(body) => body,
+            Err(e) if e.is_timeout() => {
+                return Err(Attempt::Final(DriverError::Unavailable {
+                    message: format!("{} {} timed out reading the answer", call.method, url.path()),
+                    source: Some(Box::new(e.without_url())),
+                }));
+            }
+            Err(e) => {
+                let e = e.without_url();
+                let message = format!(
+                    "{} {}: reading the answer failed: {}",
+                    call.method,
+                    url.path(),
+                    describe(&e)
+                );
+                return Err(Attempt::Retry(DriverError::Unavailable {
+                    message,
+                    source: Some(Box::new(e)),
+                }));
+            }
+        };
+        tracing::debug!(method = %call.method, path = url.path(), status = status.as_u16(), "endpoint answered");
+        if status.is_success() {
+            return Ok(Answer {
+                status,
+                body: body.to_vec(),
+            });
+        }
+        Err(classify(status, &headers, &body, &call.method, url))
+    }
+
+    async fn get_optional<T: DeserializeOwned>(&self, path: &[&str]) -> DriverResult<Option<T>> {
+        let call = Call {
+            method: Method::GET,
+            path,
+            query: &[],
+            body: None,
+            idempotency_key: None,
+        };
+        match self.send(call).await {
+            Ok(answer) => answer.json().map(Some),
+            Err(DriverError::NotFound { .. }) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    async fn put<T: DeserializeOwned>(&self, path: &[&str], body: &impl Serialize) -> DriverResult<T> {
+        let body = to_value(body)?;
+        let call = Call {
+            method: Method::PUT,
+            path,
+            query: &[],
+            body: Some(body),
+            idempotency_key: None,
+        };
+        self.send(call).await?.json()
+    }
+
+    async fn delete(&self, path: &[&str]) -> DriverResult<Deletion> {
+        let call = Call {
+            method: Method::DELETE,
+            path,
+            query: &[],
+            body: None,
+            idempotency_key: None,
+        };
+        match self.send(call).await {
+            Ok(Answer {
+                status: StatusCode::ACCEPTED,
+                ..
+            }) => Ok(Deletion::InProgress),
+            Ok(_) | Err(DriverError::NotFound { .. }) => Ok(Deletion::Gone),
+            Err(e) => Err(e),
+        }
+    }
+
+    async fn post<T: DeserializeOwned>(
+        &self,
+        path: &[&str],
+        body: Option<serde_json::Value>,
+        idempotency_key: Option<&str>,
+    ) -> DriverResult<T> {
+        let call = Call {
+            method: Method::POST,
+            path,
+            query: &[],
+            body,
+            idempotency_key,
+        };
+        self.send(call).await?.json()
+    }
+}
+
+/// A 2xx answer.
+struct Answer {
+    status: StatusCode,
+    body: Vec<u8>,
+}
+
+impl Answer {
+    fn json<T: DeserializeOwned>(&self) -> DriverResult<T> {
+        serde_json::from_slice(&self.body).map_err(|e| DriverError::Unavailable {
+            message: format!("the endpoint's answer is not the contract's JSON: {e}"),
+            source: Some(Box::new(e)),
+        })
+    }
+}
+
+enum Attempt {
+    /// Worth another attempt within this call.
+    Retry(DriverError),
+    /// Report at once.
+    Final(DriverError),
+}
+
+fn to_value(body: &impl Serialize) -> DriverResult<serde_json::Value> {
+    serde_json::to_value(body).map_err(|e| DriverError::Invalid {
+        message: format!("cannot encode the request: {e}"),
+    })
+}
+
+/// Exponential backoff with jitter: about 100 ms, 200 ms, 400 ms, ... capped at 2 s.
+fn backoff(attempt: u32) -> Duration {
+    let base = 100u64.saturating_mul(1 << attempt.saturating_sub(1).min(5)).min(2_000);
+    let jitter = rand::rng().random_range(0..=base / 2);
+    Duration::from_millis(base / 2 + jitter)
+}
+
+/// The error chain of a reqwest error in one line (its Display alone says little).
+fn describe(error: &reqwest::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = std::error::Error::source(error);
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
+
+/// Turns a non-2xx answer into a driver error, deciding whether this call may retry it.
+fn classify(status: StatusCode, headers: &HeaderMap, body: &[u8], method: &Method, url: &Url) -> Attempt {
+    let message = match serde_json::from_slice::<ErrorBody>(body) {
+        Ok(error) => format!("{} ({})", error.message, error.code),
+        Err(_) => {
+            let text = String::from_utf8_lossy(body);
+            let text: String = text.chars().take(200).collect();
+            format!("HTTP {} from {method} {}: {}", status.as_u16(), url.path(), text.trim())
+        }
+    };
+    match status {
+        StatusCode::NOT_FOUND => Attempt::Final(DriverError::NotFound { message }),
+        StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => Attempt::Final(DriverError::Unauthorized { message }),
+        StatusCode::CONFLICT | StatusCode::PRECONDITION_FAILED | StatusCode::LOCKED => {
+            Attempt::Final(DriverError::Conflict { message })
+        }
+        StatusCode::TOO_MANY_REQUESTS => Attempt::Retry(DriverError::Throttled {
+            retry_after: retry_after(headers),
+        }),
+        StatusCode::REQUEST_TIMEOUT => Attempt::Retry(DriverError::Unavailable { message, source: None }),
+        s if s.is_server_error() => {
+            // "Come back later", said by an overloaded endpoint.
+            if s == StatusCode::SERVICE_UNAVAILABLE && headers.contains_key(RETRY_AFTER) {
+                return Attempt::Retry(DriverError::Throttled {
+                    retry_after: retry_after(headers),
+                });
+            }
+            Attempt::Retry(DriverError::Unavailable { message, source: None })
+        }
+        s if s.is_client_error() => Attempt::Final(DriverError::Invalid { message }),
+        _ => Attempt::Final(DriverError::Unavailable { message, source: None }),
+    }
+}
+
+/// Retry-After in seconds (an HTTP date, rarely sent, counts as one second).
+fn retry_after(headers: &HeaderMap) -> Duration {
+    headers
+        .get(RETRY_AFTER)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.trim().parse::<u64>().ok())
+        .map(|seconds| Duration::from_secs(seconds.min(3_600)))
+        .unwrap_or(Duration::from_secs(1))
+}
+
+#[async_trait]
+impl Driver for HttpDriver {
+    fn capabilities(&self) -> Capabilities {
+        Capabilities {
+            orgs: CreateKey::Name,
+            users: CreateKey::Name,
+            instances: CreateKey::Name,
+            tickets: Some(CreateKey::IdempotencyKey),
+            usage: true,
+        }
+    }
+
+    async fn info(&self) -> DriverResult<EndpointInfo> {
+        let call = Call {
+            method: Method::GET,
+            path: &["info"],
+            query: &[],
+            body: None,
+            idempotency_key: None,
+        };
+        self.send(call).await?.json()
+    }
+
+    async fn observe_org(&self, name: &str) -> DriverResult<Option<ExternalOrg>> {
+        self.get_optional(&["orgs", name]).await
+    }
+
+    async fn apply_org(&self, name: &str, desired: &OrgDesired) -> DriverResult<ExternalOrg> {
+        self.put(&["orgs", name], desired).await
+    }
+
+    async fn delete_org(&self, name: &str) -> DriverResult<Deletion> {
+        self.delete(&["orgs", name]).await
+    }
+
+    async fn observe_user(&self, org: &str, username: &str) -> DriverResult<Option<ExternalUser>> {
+        self.get_optional(&["orgs", org, "users", username]).await
+    }
+
+    async fn apply_user(&self, org: &str, username: &str, desired: &UserDesired) -> DriverResult<ExternalUser> {
+        self.put(&["orgs", org, "users", username], desired).await
+    }
+
+    async fn delete_user(&self, org: &str, username: &str) -> DriverResult<Deletion> {
+        self.delete(&["orgs", org, "users", username]).await
+    }
+
+    async fn observe_instance(&self, org: &str, name: &str) -> DriverResult<Option<ExternalInstance>> {
+        self.get_optional(&["orgs", org, "instances", name]).await
+    }
+
+    async fn apply_instance(&self, org: &str, name: &str, desired: &InstanceDesired) -> DriverResult<ExternalInstance> {
+        self.put(&["orgs", org, "instances", name], desired).await
+    }
+
+    async fn delete_instance(&self, org: &str, name: &str) -> DriverResult<Deletion> {
+        self.delete(&["orgs", org, "instances", name]).await
+    }
+
+    async fn usage(&self, org: &str, window: UsageWindow) -> DriverResult<Vec<UsageRecord>> {
+        let query = [("from", window.from.to_string()), ("to", window.to.to_string())];
+        let call = Call {
+            method: Method::GET,
+            path: &["orgs", org, "usage"],
+            query: &query,
+            body: None,
+            idempotency_key: None,
+        };
+        let report: UsageReport = self.send(call).await?.json()?;
+        Ok(report.records)
+    }
+
+    async fn create_ticket(&self, idempotency_key: &str, desired: &TicketDesired) -> DriverResult<Ticket> {
+        self.post(&["tickets"], Some(to_value(desired)?), Some(idempotency_key))
+            .await
+    }
+
+    async fn find_ticket(&self, idempotency_key: &str) -> DriverResult<Option<Ticket>> {
+        let query = [("idempotencyKey", idempotency_key.to_owned())];
+        let call = Call {
+            method: Method::GET,
+            path: &["tickets"],
+            query: &query,
+            body: None,
+            idempotency_key: None,
+        };
+        let list: List<Ticket> = self.send(call).await?.json()?;
+        Ok(list
+            .items
+            .into_iter()
+            .find(|t| t.idempotency_key.as_deref() == Some(idempotency_key)))
+    }
+
+    async fn get_ticket(&self, id: &str) -> DriverResult<Option<Ticket>> {
+        self.get_optional(&["tickets", id]).await
+    }
+
+    async fn add_comment(&self, id: &str, idempotency_key: &str, body: &str) -> DriverResult<Comment> {
+        let body = to_value(&CommentRequest { body })?;
+        self.post(&["tickets", id, "comments"], Some(body), Some(idempotency_key))
+            .await
+    }
+
+    async fn close_ticket(&self, id: &str) -> DriverResult<Ticket> {
+        self.post(&["tickets", id, "close"], None, None).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_token_never_appears_in_debug_output() {
+        let config = HttpDriverConfig::new("http://127.0.0.1:1", "s3cr3t-token-value");
+        assert!(!format!("{config:?}").contains("s3cr3t"), "{config:?}");
+        let driver = HttpDriver::new(config).unwrap();
+        assert!(!format!("{driver:?}").contains("s3cr3t"), "{driver:?}");
+    }
+
+    #[test]
+    fn paths_are_appended_to_the_base_url_and_escaped() {
+        let driver = HttpDriver::new(HttpDriverConfig::new("https://cloud.example/navigator/", "t")).unwrap();
+        assert_eq!(
+            driver.url(&["orgs", "acme"], &[]).as_str(),
+            "https://cloud.example/navigator/v1/orgs/acme"
+        );
+        assert_eq!(
+            driver.url(&["tickets", "a/b"], &[]).as_str(),
+            "https://cloud.example/navigator/v1/tickets/a%2Fb"
+        );
+        let query = [("idempotencyKey", "k 1&x".to_owned())];
+        assert_eq!(
+            driver.url(&["tickets"], &query).as_str(),
+            "https://cloud.example/navigator/v1/tickets?idempotencyKey=k+1%26x"
+        );
+    }
+
+    #[test]
+    fn bad_configuration_is_invalid() {
+        for config in [
+            HttpDriverConfig::new("not a url", "t"),
+            HttpDriverConfig::new("ftp://cloud.example", "t"),
+            HttpDriverConfig::new("https://user:pw@cloud.example", "t"),
+            HttpDriverConfig {
+                rate_limit_per_second: 0,
+                ..HttpDriverConfig::new("http://cloud.example", "t")
+            },
+            HttpDriverConfig {
+                ca_bundle_pem: Some(b"not pem".to_vec()),
+                ..HttpDriverConfig::new("http://cloud.example", "t")
+            },
+        ] {
+            assert!(matches!(HttpDriver::new(config), Err(DriverError::Invalid { .. })));
+        }
+    }
+
+    #[test]
+    fn answers_are_classified() {
+        let url = Url::parse("http://e/v1/orgs/a").unwrap();
+        let body = br#"{"code":"Conflict","message":"org a still holds 2 instances"}"#;
+        let mut headers = HeaderMap::new();
+        let case = |status: u16, headers: &HeaderMap, body: &[u8]| {
+            classify(StatusCode::from_u16(status).unwrap(), headers, body, &Method::PUT, &url)
+        };
+        assert!(matches!(
+            case(404, &headers, b""),
+            Attempt::Final(DriverError::NotFound { .. })
+        ));
+        assert!(matches!(
+            case(401, &headers, b""),
+            Attempt::Final(DriverError::Unauthorized { .. })
+        ));
+        assert!(matches!(
+            case(400, &headers, b"<html>"),
+            Attempt::Final(DriverError::Invalid { .. })
+        ));
+        assert!(matches!(
+            case(500, &headers, b""),
+            Attempt::Retry(DriverError::Unavailable { .. })
+        ));
+        match case(409, &headers, body) {
+            Attempt::Final(DriverError::Conflict { message }) => assert!(message.contains("2 instances")),
+            _ => panic!("409 is a conflict"),
+        }
+        headers.insert(RETRY_AFTER, "3".parse().unwrap());
+        match case(429, &headers, b"") {
+            Attempt::Retry(DriverError::Throttled { retry_after }) => assert_eq!(retry_after, Duration::from_secs(3)),
+            _ => panic!("429 is throttled"),
+        }
+    }
+
+    #[test]
+    fn backoff_grows_and_is_capped() {
+        for attempt in 1..10 {
+            let wait = backoff(attempt);
+            assert!(wait <= Duration::from_secs(2));
+            assert!(wait >= Duration::from_millis(50));
+        }
+        assert!(backoff(5) >= Duration::from_millis(800));
+    }
+}

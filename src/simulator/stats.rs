@@ -1,0 +1,160 @@
+//! Counters that tests read through `GET /sim/stats`: requests, creates per object, faults, and the
+//! busiest one-second window.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Serialize};
+
+use super::state::Held;
+
+/// The kinds of objects whose creates are counted.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kind {
+    Org,
+    User,
+    Instance,
+    Ticket,
+}
+
+/// The answer of `GET /sim/stats`.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SimStats {
+    pub requests: RequestStats,
+    /// How many times each object was created (key: `org`, `org/user`, `org/instance`, or the ticket's
+    /// idempotency key). More than one means a duplicate, unless it was deleted in between.
+    pub creates: CreateStats,
+    /// The largest count in `creates`.
+    pub max_creates_per_object: u64,
+    /// What the simulator holds now (instances whose deletion finished are not counted).
+    pub held: Held,
+    /// Faults injected, by kind: `5xx-before`, `5xx-after`, `429`, `timeout-before`, `timeout-after`.
+    pub faults: BTreeMap<String, u64>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RequestStats {
+    /// Every `/v1` request that reached the simulator, answered or not.
+    pub total: u64,
+    pub by_method: BTreeMap<String, u64>,
+    /// The most `/v1` requests that arrived within any one second.
+    pub peak_per_second: u64,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CreateStats {
+    pub orgs: BTreeMap<String, u64>,
+    pub users: BTreeMap<String, u64>,
+    pub instances: BTreeMap<String, u64>,
+    pub tickets: BTreeMap<String, u64>,
+}
+
+#[derive(Default)]
+struct Counters {
+    requests: RequestStats,
+    creates: CreateStats,
+    faults: BTreeMap<String, u64>,
+    /// Arrivals within the last second.
+    recent: VecDeque<Instant>,
+}
+
+#[derive(Default)]
+pub struct Stats {
+    counters: Mutex<Counters>,
+}
+
+const WINDOW: Duration = Duration::from_secs(1);
+
+impl Stats {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Counters> {
+        self.counters.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Counts a `/v1` request arriving at `now`.
+    pub fn request(&self, method: &str, now: Instant) {
+        let mut c = self.lock();
+        c.requests.total += 1;
+        *c.requests.by_method.entry(method.to_owned()).or_default() += 1;
+        while c
+            .recent
+            .front()
+            .is_some_and(|&t| now.saturating_duration_since(t) >= WINDOW)
+        {
+            c.recent.pop_front();
+        }
+        c.recent.push_back(now);
+        let in_window = c.recent.len() as u64;
+        c.requests.peak_per_second = c.requests.peak_per_second.max(in_window);
+    }
+
+    pub fn created(&self, kind: Kind, key: String) {
+        let mut c = self.lock();
+        let map = match kind {
+            Kind::Org => &mut c.creates.orgs,
+            Kind::User => &mut c.creates.users,
+            Kind::Instance => &mut c.creates.instances,
+            Kind::Ticket => &mut c.creates.tickets,
+        };
+        *map.entry(key).or_default() += 1;
+    }
+
+    pub fn fault(&self, kind: &str) {
+        *self.lock().faults.entry(kind.to_owned()).or_default() += 1;
+    }
+
+    pub fn snapshot(&self, held: Held) -> SimStats {
+        let c = self.lock();
+        let max_creates_per_object = [
+            &c.creates.orgs,
+            &c.creates.users,
+            &c.creates.instances,
+            &c.creates.tickets,
+        ]
+        .into_iter()
+        .flat_map(|m| m.values().copied())
+        .max()
+        .unwrap_or(0);
+        SimStats {
+            requests: c.requests.clone(),
+            creates: c.creates.clone(),
+            max_creates_per_object,
+            held,
+            faults: c.faults.clone(),
+        }
+    }
+
+    pub fn reset(&self) {
+        *self.lock() = Counters::default();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_peak_is_the_busiest_one_second_window() {
+        let stats = Stats::default();
+        let t0 = Instant::now();
+        let ms = |n: u64| t0 + Duration::from_millis(n);
+        // 3 requests in the first 100 ms, then 4 spread so that only 3 share any one second with others.
+        for at in [0, 50, 100, 1_050, 1_500, 2_200, 2_900] {
+            stats.request("GET", ms(at));
+        }
+        let snapshot = stats.snapshot(Held::default());
+        assert_eq!(snapshot.requests.total, 7);
+        assert_eq!(snapshot.requests.by_method["GET"], 7);
+        assert_eq!(snapshot.requests.peak_per_second, 3);
+        stats.created(Kind::Org, "acme".into());
+        stats.created(Kind::Org, "acme".into());
+        stats.created(Kind::Ticket, "k".into());
+        let snapshot = stats.snapshot(Held::default());
+        assert_eq!(snapshot.max_creates_per_object, 2);
+        stats.reset();
+        assert_eq!(stats.snapshot(Held::default()), SimStats::default());
+    }
+}
