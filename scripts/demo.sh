@@ -36,9 +36,35 @@ kubectl version
 say "navigator --version"
 "$navigator" --version
 
+say "Installing the CRDs"
+kubectl apply -f crds/
+kubectl wait --for=condition=Established -f crds/ --timeout=60s
+
+say "Starting the simulated cloud on 127.0.0.1:8089 and the operator"
+"$navigator" simulator --listen 127.0.0.1:8089 --provision-seconds 3 >"$state/simulator.log" 2>&1 &
+pids+=($!)
+"$navigator" run --listen 127.0.0.1:8080 >"$state/operator.log" 2>&1 &
+pids+=($!)
+
+say "kubectl apply -f examples/"
+kubectl apply -f examples/
+
+say "Waiting until the endpoint, provider, customers and subscriptions are Ready"
+for kind in cloudendpoints providerorgs customerorgs cloudservicesubscriptions; do
+	kubectl wait --for=condition=Ready "$kind" --all -A --timeout=180s
+done
+
+say "kubectl get navigator -A"
+kubectl get navigator -A
+
+say "What the simulated cloud holds"
+curl -s -H "Authorization: Bearer navigator-dev-token" http://127.0.0.1:8089/v1/orgs; echo
+
 say "The demo is up. From another terminal:"
 echo "  export KUBECONFIG=$KUBECONFIG"
 echo "  export PATH=$bin:\$PATH"
-echo "  kubectl get namespaces"
+echo "  kubectl get navigator -A"
+echo "  kubectl describe customerorg -n acme-cloud"
+echo "Logs: $state/operator.log and $state/simulator.log"
 echo "Press Ctrl-C to stop everything the demo started."
 wait "${pids[0]}"

@@ -3,6 +3,7 @@
 //! The binary (`src/main.rs`) only parses the command line; everything else lives here where tests reach it.
 pub mod api;
 pub mod billing;
+pub mod controller;
 pub mod endpoint;
 pub mod logging;
 pub mod simulator;

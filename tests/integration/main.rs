@@ -3,5 +3,9 @@
 //! `navigator_testenv::shared()` and stopped when the binary exits, however it exits.
 
 mod support;
+mod world;
+
+mod api;
 
 mod controlplane;
+mod engine;

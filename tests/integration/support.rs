@@ -31,7 +31,16 @@ where
 /// never see each other's objects.
 pub async fn fresh_namespace(client: &kube::Client, prefix: &str) -> String {
     let name = format!("{prefix}-{}", &uuid::Uuid::new_v4().simple().to_string()[..8]);
-    let ns = Namespace { metadata: kube::api::ObjectMeta { name: Some(name.clone()), ..Default::default() }, ..Default::default() };
-    Api::<Namespace>::all(client.clone()).create(&PostParams::default(), &ns).await.expect("creating a test namespace");
+    let ns = Namespace {
+        metadata: kube::api::ObjectMeta {
+            name: Some(name.clone()),
+            ..Default::default()
+        },
+        ..Default::default()
+    };
+    Api::<Namespace>::all(client.clone())
+        .create(&PostParams::default(), &ns)
+        .await
+        .expect("creating a test namespace");
     name
 }

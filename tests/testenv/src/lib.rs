@@ -28,11 +28,26 @@ pub struct Identity {
 /// The administrator (in `system:masters`) and non-admin test users, each in a group of their own, so
 /// tests can check RBAC as real users rather than by impersonation alone.
 pub const IDENTITIES: &[Identity] = &[
-    Identity { name: "admin", groups: &["system:masters"] },
-    Identity { name: "alice", groups: &["navigator:test:team-a"] },
-    Identity { name: "bob", groups: &["navigator:test:team-b"] },
-    Identity { name: "carol", groups: &["navigator:test:team-c"] },
-    Identity { name: "dave", groups: &["navigator:test:team-d"] },
+    Identity {
+        name: "admin",
+        groups: &["system:masters"],
+    },
+    Identity {
+        name: "alice",
+        groups: &["navigator:test:team-a"],
+    },
+    Identity {
+        name: "bob",
+        groups: &["navigator:test:team-b"],
+    },
+    Identity {
+        name: "carol",
+        groups: &["navigator:test:team-c"],
+    },
+    Identity {
+        name: "dave",
+        groups: &["navigator:test:team-d"],
+    },
 ];
 
 /// The Kubernetes version the harness builds; `tests/controlplane/go.mod` pins the same.
@@ -51,12 +66,17 @@ pub struct ControlPlane {
 
 /// The repository root (two levels above this crate).
 pub fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..").canonicalize().expect("repository root")
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../..")
+        .canonicalize()
+        .expect("repository root")
 }
 
 /// Where the control plane binaries live: `$NAVIGATOR_BIN` or `.cache/bin` in the repository.
 pub fn bin_dir() -> PathBuf {
-    std::env::var_os("NAVIGATOR_BIN").map(PathBuf::from).unwrap_or_else(|| repo_root().join(".cache/bin"))
+    std::env::var_os("NAVIGATOR_BIN")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| repo_root().join(".cache/bin"))
 }
 
 /// Builds the binaries when they are missing or of another pinned version (a no-op otherwise).
@@ -89,7 +109,11 @@ impl ControlPlane {
     /// the apiserver answers `/readyz` and the default namespace exists.
     pub fn start() -> Result<Self> {
         let bin = ensure_binaries()?;
-        let dir = std::env::temp_dir().join(format!("navigator-controlplane-{}-{}", std::process::id(), free_port()?));
+        let dir = std::env::temp_dir().join(format!(
+            "navigator-controlplane-{}-{}",
+            std::process::id(),
+            free_port()?
+        ));
         fs::create_dir_all(&dir)?;
         let watchdog = spawn_watchdog(&dir)?;
 
@@ -129,8 +153,12 @@ impl ControlPlane {
             &[
                 format!("--kubeconfig={}", cp.kubeconfig("admin").display()),
                 "--leader-elect=false".into(),
-                "--controllers=garbage-collector-controller,namespace-controller,serviceaccount-token-controller".into(),
-                format!("--service-account-private-key-file={}", dir.join("pki/sa.key").display()),
+                "--controllers=garbage-collector-controller,namespace-controller,serviceaccount-token-controller"
+                    .into(),
+                format!(
+                    "--service-account-private-key-file={}",
+                    dir.join("pki/sa.key").display()
+                ),
                 format!("--root-ca-file={}", dir.join("pki/ca.crt").display()),
                 "--use-service-account-credentials=false".into(),
                 format!("--secure-port={}", free_port()?),
@@ -140,7 +168,11 @@ impl ControlPlane {
         )?;
         // The default namespace appears once the apiserver's own bootstrap controllers ran.
         cp.wait_for(Duration::from_secs(60), "the default namespace", |cp| {
-            cp.kubectl("admin").args(["get", "namespace", "default"]).output().map(|o| o.status.success()).unwrap_or(false)
+            cp.kubectl("admin")
+                .args(["get", "namespace", "default"])
+                .output()
+                .map(|o| o.status.success())
+                .unwrap_or(false)
         })?;
         Ok(cp)
     }
@@ -181,13 +213,20 @@ impl ControlPlane {
         let ca_key = rcgen::KeyPair::generate()?;
         let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new())?;
         ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
-        ca_params.distinguished_name.push(rcgen::DnType::CommonName, "navigator-test-ca");
+        ca_params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, "navigator-test-ca");
         let ca = ca_params.self_signed(&ca_key)?;
         let issuer = rcgen::Issuer::new(ca_params, ca_key);
         let server_key = rcgen::KeyPair::generate()?;
-        let mut server_params =
-            rcgen::CertificateParams::new(vec!["localhost".to_string(), "127.0.0.1".to_string(), "kubernetes.default.svc".to_string()])?;
-        server_params.distinguished_name.push(rcgen::DnType::CommonName, "kube-apiserver");
+        let mut server_params = rcgen::CertificateParams::new(vec![
+            "localhost".to_string(),
+            "127.0.0.1".to_string(),
+            "kubernetes.default.svc".to_string(),
+        ])?;
+        server_params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, "kube-apiserver");
         let server_cert = server_params.signed_by(&server_key, &issuer)?;
         fs::write(pki.join("ca.crt"), ca.pem())?;
         fs::write(pki.join("apiserver.crt"), server_cert.pem())?;
@@ -198,7 +237,15 @@ impl ControlPlane {
 
         let tokens: String = IDENTITIES
             .iter()
-            .map(|id| format!("{},{},{},\"{}\"\n", token_of(id.name), id.name, id.name, id.groups.join(",")))
+            .map(|id| {
+                format!(
+                    "{},{},{},\"{}\"\n",
+                    token_of(id.name),
+                    id.name,
+                    id.name,
+                    id.groups.join(",")
+                )
+            })
             .collect();
         fs::write(self.dir.join("tokens.csv"), tokens)?;
         fs::write(
@@ -214,12 +261,18 @@ impl ControlPlane {
     fn kubeconfig_yaml(&self, identity: &str) -> Result<String> {
         let mut cluster = BTreeMap::new();
         cluster.insert("server", self.server.clone());
-        cluster.insert("certificate-authority", self.dir.join("pki/ca.crt").display().to_string());
+        cluster.insert(
+            "certificate-authority",
+            self.dir.join("pki/ca.crt").display().to_string(),
+        );
         let doc = serde_yaml::to_string(&serde_yaml::Value::Mapping(
             [
                 ("apiVersion", serde_yaml::Value::from("v1")),
                 ("kind", "Config".into()),
-                ("clusters", serde_yaml::to_value(vec![named("navigator-test", "cluster", serde_yaml::to_value(cluster)?)])?),
+                (
+                    "clusters",
+                    serde_yaml::to_value(vec![named("navigator-test", "cluster", serde_yaml::to_value(cluster)?)])?,
+                ),
                 (
                     "users",
                     serde_yaml::to_value(vec![named(
@@ -233,7 +286,11 @@ impl ControlPlane {
                     serde_yaml::to_value(vec![named(
                         identity,
                         "context",
-                        serde_yaml::to_value(BTreeMap::from([("cluster", "navigator-test"), ("user", identity), ("namespace", "default")]))?,
+                        serde_yaml::to_value(BTreeMap::from([
+                            ("cluster", "navigator-test"),
+                            ("user", identity),
+                            ("namespace", "default"),
+                        ]))?,
                     )])?,
                 ),
                 ("current-context", identity.into()),
@@ -248,11 +305,23 @@ impl ControlPlane {
     fn spawn(&self, name: &str, args: &[String]) -> Result<()> {
         let log = fs::File::create(self.dir.join(format!("{name}.log")))?;
         let mut command = Command::new(self.bin.join(name));
-        command.args(args).stdin(Stdio::null()).stdout(log.try_clone()?).stderr(log);
+        command
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(log.try_clone()?)
+            .stderr(log);
         // All control plane processes share the first one's process group, which the watchdog kills.
-        let group = self.processes.lock().unwrap().first().map(|(_, c)| c.id() as i32).unwrap_or(0);
+        let group = self
+            .processes
+            .lock()
+            .unwrap()
+            .first()
+            .map(|(_, c)| c.id() as i32)
+            .unwrap_or(0);
         command.process_group(group);
-        let child = command.spawn().with_context(|| format!("starting {name} from {}", self.bin.display()))?;
+        let child = command
+            .spawn()
+            .with_context(|| format!("starting {name} from {}", self.bin.display()))?;
         if group == 0 {
             let mut watchdog = self.watchdog.lock().unwrap();
             let pipe = watchdog.as_mut().expect("watchdog pipe");
@@ -265,7 +334,11 @@ impl ControlPlane {
 
     fn wait_ready(&self, timeout: Duration) -> Result<()> {
         self.wait_for(timeout, "kube-apiserver /readyz", |cp| {
-            cp.kubectl("admin").args(["get", "--raw", "/readyz"]).output().map(|o| o.status.success()).unwrap_or(false)
+            cp.kubectl("admin")
+                .args(["get", "--raw", "/readyz"])
+                .output()
+                .map(|o| o.status.success())
+                .unwrap_or(false)
         })
     }
 
@@ -276,19 +349,36 @@ impl ControlPlane {
                 return Ok(());
             }
             if let Some(exited) = self.exited_process() {
-                bail!("{exited} exited while waiting for {what}; the end of its log:\n{}", self.log_tail(&exited));
+                bail!(
+                    "{exited} exited while waiting for {what}; the end of its log:\n{}",
+                    self.log_tail(&exited)
+                );
             }
             std::thread::sleep(Duration::from_millis(200));
         }
-        let logs: Vec<String> = self.processes.lock().unwrap().iter().map(|(name, _)| name.clone()).collect();
-        let tails: Vec<String> = logs.iter().map(|name| format!("--- {name}:\n{}", self.log_tail(name))).collect();
-        bail!("timed out after {timeout:?} waiting for {what}; the end of each log:\n{}", tails.join("\n"))
+        let logs: Vec<String> = self
+            .processes
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|(name, _)| name.clone())
+            .collect();
+        let tails: Vec<String> = logs
+            .iter()
+            .map(|name| format!("--- {name}:\n{}", self.log_tail(name)))
+            .collect();
+        bail!(
+            "timed out after {timeout:?} waiting for {what}; the end of each log:\n{}",
+            tails.join("\n")
+        )
     }
 
     /// The name of a control plane process that has exited, if one has.
     fn exited_process(&self) -> Option<String> {
         let mut processes = self.processes.lock().unwrap();
-        processes.iter_mut().find_map(|(name, c)| matches!(c.try_wait(), Ok(Some(_))).then(|| name.clone()))
+        processes
+            .iter_mut()
+            .find_map(|(name, c)| matches!(c.try_wait(), Ok(Some(_))).then(|| name.clone()))
     }
 
     /// The last lines of a process's log (the directory is removed when we exit, so errors carry them).
@@ -363,7 +453,8 @@ impl ControlPlane {
 
     /// A client acting as one of [`IDENTITIES`].
     pub async fn client_as(&self, identity: &str) -> kube::Client {
-        let kubeconfig = kube::config::Kubeconfig::read_from(self.kubeconfig(identity)).expect("reading a test kubeconfig");
+        let kubeconfig =
+            kube::config::Kubeconfig::read_from(self.kubeconfig(identity)).expect("reading a test kubeconfig");
         let config = kube::Config::from_custom_kubeconfig(kubeconfig, &kube::config::KubeConfigOptions::default())
             .await
             .expect("a valid test kubeconfig");
@@ -373,7 +464,11 @@ impl ControlPlane {
     /// Stops every process now (the watchdog would otherwise do it when this process ends).
     pub fn stop(&self) {
         for (_, child) in self.processes.lock().unwrap().iter_mut().rev() {
-            let _ = Command::new("kill").arg("-TERM").arg(child.id().to_string()).stderr(Stdio::null()).status();
+            let _ = Command::new("kill")
+                .arg("-TERM")
+                .arg(child.id().to_string())
+                .stderr(Stdio::null())
+                .status();
             let deadline = Instant::now() + Duration::from_secs(10);
             while Instant::now() < deadline && matches!(child.try_wait(), Ok(None)) {
                 std::thread::sleep(Duration::from_millis(50));

@@ -11,7 +11,9 @@ fn main() -> anyhow::Result<()> {
         match arg.as_str() {
             "--kubeconfig-out" => kubeconfig_out = args.next(),
             "--help" | "-h" => {
-                println!("usage: navigator-testenv [--kubeconfig-out PATH]\nStarts etcd, kube-apiserver and kube-controller-manager on loopback until Ctrl-C.");
+                println!(
+                    "usage: navigator-testenv [--kubeconfig-out PATH]\nStarts etcd, kube-apiserver and kube-controller-manager on loopback until Ctrl-C."
+                );
                 return Ok(());
             }
             other => anyhow::bail!("unknown argument {other:?} (try --help)"),
@@ -26,11 +28,33 @@ fn main() -> anyhow::Result<()> {
         std::fs::copy(&admin, &tmp)?;
         std::fs::rename(&tmp, out)?;
     }
-    println!("Control plane {} is up at {} (started in {:.1?}).", navigator_testenv::KUBERNETES_VERSION, cp.server(), started.elapsed());
+    println!(
+        "Control plane {} is up at {} (started in {:.1?}).",
+        navigator_testenv::KUBERNETES_VERSION,
+        cp.server(),
+        started.elapsed()
+    );
     println!("From another terminal:");
-    println!("  export KUBECONFIG={}", kubeconfig_out.as_deref().map(std::path::PathBuf::from).unwrap_or(admin).display());
-    println!("  export PATH={}:$PATH   # kubectl and helm of the same version", cp.bin().display());
-    println!("Test users (kubeconfig each): {}", navigator_testenv::IDENTITIES.iter().map(|i| cp.kubeconfig(i.name).display().to_string()).collect::<Vec<_>>().join(" "));
+    println!(
+        "  export KUBECONFIG={}",
+        kubeconfig_out
+            .as_deref()
+            .map(std::path::PathBuf::from)
+            .unwrap_or(admin)
+            .display()
+    );
+    println!(
+        "  export PATH={}:$PATH   # kubectl and helm of the same version",
+        cp.bin().display()
+    );
+    println!(
+        "Test users (kubeconfig each): {}",
+        navigator_testenv::IDENTITIES
+            .iter()
+            .map(|i| cp.kubeconfig(i.name).display().to_string())
+            .collect::<Vec<_>>()
+            .join(" ")
+    );
     println!("Press Ctrl-C to stop it; everything it started stops with it.");
     loop {
         std::thread::park();

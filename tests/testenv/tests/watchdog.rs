@@ -18,19 +18,36 @@ fn control_plane_stops_when_its_owner_dies_without_cleaning_up() {
     }
 
     let out = Command::new(std::env::current_exe().unwrap())
-        .args(["--exact", "control_plane_stops_when_its_owner_dies_without_cleaning_up", "--nocapture", "--test-threads=1"])
+        .args([
+            "--exact",
+            "control_plane_stops_when_its_owner_dies_without_cleaning_up",
+            "--nocapture",
+            "--test-threads=1",
+        ])
         .env(CHILD, "1")
         .output()
         .expect("running the child test");
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(!out.status.success(), "the child must have panicked");
-    let line = stdout.lines().find_map(|l| l.split_once("PIDS=")).unwrap_or_else(|| panic!("no PIDS line in {stdout}")).1;
+    let line = stdout
+        .lines()
+        .find_map(|l| l.split_once("PIDS="))
+        .unwrap_or_else(|| panic!("no PIDS line in {stdout}"))
+        .1;
     let (pids, dir) = line.split_once(" DIR=").unwrap();
     let pids: Vec<&str> = pids.split(',').collect();
-    assert_eq!(pids.len(), 3, "etcd, kube-apiserver and kube-controller-manager were started");
+    assert_eq!(
+        pids.len(),
+        3,
+        "etcd, kube-apiserver and kube-controller-manager were started"
+    );
 
     let deadline = Instant::now() + Duration::from_secs(30);
-    let alive = || pids.iter().filter(|p| Path::new(&format!("/proc/{p}")).exists()).count();
+    let alive = || {
+        pids.iter()
+            .filter(|p| Path::new(&format!("/proc/{p}")).exists())
+            .count()
+    };
     while alive() > 0 && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(100));
     }

@@ -1,0 +1,152 @@
+//! What every reconcile shares: the client, the caches of the kinds it reads, the endpoint drivers, the
+//! clock, the backoff table, metrics and the event recorder.
+
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use kube::ResourceExt;
+use kube::runtime::events::{Recorder, Reporter};
+use kube::runtime::reflector::{ObjectRef, Store};
+
+use super::clock::Clock;
+use super::metrics::Metrics;
+use super::schedule::Backoff;
+use crate::api::{AccessGrant, CloudEndpoint, CloudServiceSubscription, CommitmentContract, CustomerOrg, ProviderOrg};
+use crate::endpoint::Driver;
+
+/// Operator-wide timing and sizing.
+#[derive(Clone, Debug)]
+pub struct Settings {
+    /// How often a Ready object is checked for drift on its endpoint (jittered).
+    pub resync: Duration,
+    /// How often work in progress is checked when the endpoint sets no poll interval.
+    pub progress_poll: Duration,
+    /// How often a Stalled object looks again on its own (watches usually wake it sooner).
+    pub stalled_retry: Duration,
+    /// First and longest wait of the per-object exponential backoff on errors.
+    pub min_backoff: Duration,
+    pub max_backoff: Duration,
+    /// Reconciles of one kind running at once.
+    pub concurrency: u16,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            resync: Duration::from_secs(600),
+            progress_poll: Duration::from_secs(5),
+            stalled_retry: Duration::from_secs(30),
+            min_backoff: Duration::from_secs(1),
+            max_backoff: Duration::from_secs(300),
+            concurrency: 16,
+        }
+    }
+}
+
+/// Read-only caches of the kinds reconciles look up, fed by the controllers' own watches, so resolving a
+/// reference costs no request to the API server.
+#[derive(Clone)]
+pub struct Stores {
+    pub endpoints: Store<CloudEndpoint>,
+    pub providers: Store<ProviderOrg>,
+    pub contracts: Store<CommitmentContract>,
+    pub customers: Store<CustomerOrg>,
+    pub subscriptions: Store<CloudServiceSubscription>,
+    pub grants: Store<AccessGrant>,
+}
+
+impl Stores {
+    pub fn endpoint(&self, name: &str) -> Option<Arc<CloudEndpoint>> {
+        self.endpoints.get(&ObjectRef::new(name))
+    }
+
+    pub fn customer(&self, namespace: &str, name: &str) -> Option<Arc<CustomerOrg>> {
+        self.customers.get(&ObjectRef::new(name).within(namespace))
+    }
+
+    /// The ProviderOrg whose namespace this is.
+    pub fn provider_of_namespace(&self, namespace: &str) -> Option<Arc<ProviderOrg>> {
+        self.providers
+            .state()
+            .into_iter()
+            .find(|p| p.spec.namespace == namespace)
+    }
+
+    pub fn contracts_in(&self, namespace: &str) -> Vec<Arc<CommitmentContract>> {
+        self.contracts
+            .state()
+            .into_iter()
+            .filter(|c| c.namespace().as_deref() == Some(namespace))
+            .collect()
+    }
+}
+
+/// One driver per CloudEndpoint, kept while the endpoint's spec and credentials are unchanged so its
+/// rate limiter and concurrency cap really are per endpoint.
+#[derive(Default)]
+pub struct Drivers {
+    entries: RwLock<HashMap<String, DriverEntry>>,
+}
+
+#[derive(Clone)]
+pub struct DriverEntry {
+    /// Endpoint uid and generation, and the credentials Secret's resourceVersion, it was built from.
+    pub built_from: String,
+    pub driver: Arc<dyn Driver>,
+    /// The endpoint's poll interval for work in progress.
+    pub poll: Duration,
+}
+
+impl Drivers {
+    pub fn get(&self, endpoint: &str) -> Option<DriverEntry> {
+        self.entries.read().expect("drivers").get(endpoint).cloned()
+    }
+
+    pub fn insert(&self, endpoint: &str, entry: DriverEntry) {
+        self.entries
+            .write()
+            .expect("drivers")
+            .insert(endpoint.to_string(), entry);
+    }
+
+    pub fn remove(&self, endpoint: &str) {
+        self.entries.write().expect("drivers").remove(endpoint);
+    }
+}
+
+pub struct Context {
+    pub client: kube::Client,
+    pub recorder: Recorder,
+    pub settings: Settings,
+    pub clock: Arc<dyn Clock>,
+    pub backoff: Backoff,
+    pub metrics: Arc<Metrics>,
+    pub stores: Stores,
+    pub drivers: Drivers,
+}
+
+impl Context {
+    pub fn new(
+        client: kube::Client,
+        settings: Settings,
+        clock: Arc<dyn Clock>,
+        stores: Stores,
+        metrics: Arc<Metrics>,
+    ) -> Self {
+        let reporter = Reporter {
+            controller: "navigator".into(),
+            instance: std::env::var("POD_NAME").ok(),
+        };
+        Context {
+            recorder: Recorder::new(client.clone(), reporter),
+            backoff: Backoff::new(settings.min_backoff, settings.max_backoff),
+            client,
+            settings,
+            clock,
+            metrics,
+            stores,
+            drivers: Drivers::default(),
+        }
+    }
+}

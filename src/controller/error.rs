@@ -1,0 +1,111 @@
+//! Reconcile errors, each classified into the phase it leaves the object in.
+
+use kube::runtime::finalizer;
+
+use super::conditions::Phase;
+use crate::endpoint::DriverError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// Cannot go on until the user changes something (a missing reference, no entitlement, a refused spec).
+    #[error("{message}")]
+    Stalled { reason: String, message: String },
+    /// Waiting on something that will happen by itself (an endpoint or a customer org becoming ready).
+    #[error("{message}")]
+    Waiting { reason: String, message: String },
+    /// The endpoint answered with an error.
+    #[error(transparent)]
+    Endpoint(#[from] DriverError),
+    /// The Kubernetes API answered with an error.
+    #[error("Kubernetes API error: {0}")]
+    Kube(#[source] kube::Error),
+    /// Cleanup has started but is not finished (e.g. an instance is being deleted). Carried as an error
+    /// because kube's finalizer helper releases the finalizer on any success; not counted as a failure.
+    #[error("cleanup in progress: {message}")]
+    CleanupPending { reason: String, message: String },
+    /// Adding or removing the finalizer failed.
+    #[error("finalizer: {0}")]
+    Finalizer(String),
+}
+
+impl Error {
+    pub fn stalled(reason: impl Into<String>, message: impl Into<String>) -> Self {
+        Error::Stalled {
+            reason: reason.into(),
+            message: message.into(),
+        }
+    }
+
+    pub fn waiting(reason: impl Into<String>, message: impl Into<String>) -> Self {
+        Error::Waiting {
+            reason: reason.into(),
+            message: message.into(),
+        }
+    }
+
+    /// Where this error leaves the object: permanent refusals stall it, the rest are retried.
+    pub fn phase(&self) -> Phase {
+        match self {
+            Error::Stalled { reason, message } => Phase::stalled(reason, message),
+            Error::Waiting { reason, message } => Phase::progressing(reason, message),
+            Error::Endpoint(error @ (DriverError::Unauthorized { .. } | DriverError::Invalid { .. })) => {
+                Phase::stalled(error.reason(), error.to_string())
+            }
+            Error::Endpoint(error @ DriverError::Unsupported { .. }) => {
+                Phase::stalled(error.reason(), error.to_string())
+            }
+            Error::Endpoint(error) => Phase::failed(error.reason(), error.to_string()),
+            Error::Kube(error) => Phase::failed("KubernetesApiError", error.to_string()),
+            Error::Finalizer(message) => Phase::failed("FinalizerError", message.clone()),
+            Error::CleanupPending { reason, message } => Phase::progressing(reason, message),
+        }
+    }
+
+    /// A short label for metrics.
+    pub fn metric_label(&self) -> &'static str {
+        match self {
+            Error::Stalled { .. } => "stalled",
+            Error::Waiting { .. } => "waiting",
+            Error::Endpoint(_) => "endpoint",
+            Error::Kube(_) => "kubernetes",
+            Error::Finalizer(_) => "finalizer",
+            Error::CleanupPending { .. } => "cleanup_pending",
+        }
+    }
+
+    pub fn from_finalizer(error: finalizer::Error<Error>) -> Self {
+        match error {
+            finalizer::Error::ApplyFailed(error) | finalizer::Error::CleanupFailed(error) => error,
+            finalizer::Error::AddFinalizer(error) | finalizer::Error::RemoveFinalizer(error) => Error::Kube(error),
+            other => Error::Finalizer(other.to_string()),
+        }
+    }
+}
+
+impl From<kube::Error> for Error {
+    fn from(error: kube::Error) -> Self {
+        Error::Kube(error)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn permanent_endpoint_refusals_stall_and_transient_ones_retry() {
+        let refused = Error::Endpoint(DriverError::Invalid {
+            message: "vcpu too large".into(),
+        });
+        assert!(matches!(refused.phase(), Phase::Stalled { .. }));
+        let throttled = Error::Endpoint(DriverError::Throttled {
+            retry_after: Duration::from_secs(1),
+        });
+        assert!(matches!(throttled.phase(), Phase::Failed { .. }));
+        let unauthorized = Error::Endpoint(DriverError::Unauthorized {
+            message: "bad token".into(),
+        });
+        assert_eq!(unauthorized.phase().reason(), "Unauthorized");
+    }
+}

@@ -1,0 +1,227 @@
+//! The controllers: one generic reconciler ([`reconciler`]) driving every kind, wired up by [`run`].
+//!
+//! Each kind's file holds only what is particular to it (what `apply` and `cleanup` do); conditions,
+//! finalizers, status writes, events, requeues and backoff are the reconciler's, the same for all.
+
+pub mod clock;
+pub mod cloud_endpoint;
+pub mod commitment_contract;
+pub mod conditions;
+pub mod context;
+pub mod create_guard;
+pub mod customer_org;
+pub mod entitlement;
+pub mod error;
+pub mod metrics;
+pub mod namespaces;
+pub mod provider_org;
+pub mod reconciler;
+pub mod schedule;
+pub mod server;
+pub mod subscription;
+pub mod wake;
+
+use std::hash::{Hash, Hasher};
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::{FutureExt, StreamExt, TryStreamExt};
+use kube::api::{Api, ListParams};
+use kube::runtime::controller::{Config as ControllerConfig, Controller};
+use kube::runtime::reflector;
+use kube::runtime::{WatchStreamExt, watcher};
+use kube::{CustomResourceExt, Resource};
+use tracing::info;
+
+use crate::api::{AccessGrant, CloudEndpoint, CloudServiceSubscription, CommitmentContract, CustomerOrg, ProviderOrg};
+use context::{Context, Settings, Stores};
+use reconciler::{Managed, error_policy, reconcile};
+
+/// Where `navigator run` listens and how it paces itself.
+#[derive(Clone, Debug)]
+pub struct RunOptions {
+    pub listen: std::net::SocketAddr,
+    pub settings: Settings,
+    /// Only objects whose labels match this selector are seen (for sharding, or instances side by side).
+    pub selector: Option<String>,
+}
+
+/// Checks that every Navigator CRD is installed, with one cheap list per kind, so a missing CRD is a clear
+/// message at start rather than a watch failing forever.
+pub async fn check_crds(client: &kube::Client) -> anyhow::Result<()> {
+    async fn check<K>(client: &kube::Client) -> anyhow::Result<()>
+    where
+        K: Resource<DynamicType = ()> + CustomResourceExt + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
+    {
+        match Api::<K>::all(client.clone())
+            .list_metadata(&ListParams::default().limit(1))
+            .await
+        {
+            Ok(_) => Ok(()),
+            Err(kube::Error::Api(status)) if status.code == 404 => anyhow::bail!(
+                "the CustomResourceDefinition {} is not installed; install the CRDs first (kubectl apply -f crds/, or the Helm chart)",
+                K::crd_name()
+            ),
+            Err(error) => Err(anyhow::anyhow!("cannot list {}: {error}", K::crd_name())),
+        }
+    }
+    check::<CloudEndpoint>(client).await?;
+    check::<ProviderOrg>(client).await?;
+    check::<CommitmentContract>(client).await?;
+    check::<CustomerOrg>(client).await?;
+    check::<CloudServiceSubscription>(client).await?;
+    check::<AccessGrant>(client).await?;
+    Ok(())
+}
+
+/// Reconciles on changes that matter: the spec (generation), deletion, and the create-pending marker; a
+/// status write of our own does not wake the object again.
+fn change_key<K: Resource>(obj: &K) -> Option<u64> {
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    obj.meta().generation.hash(&mut hasher);
+    obj.meta().deletion_timestamp.is_some().hash(&mut hasher);
+    obj.meta().finalizers.hash(&mut hasher);
+    Some(hasher.finish())
+}
+
+/// A watch of one kind feeding its shared cache; `on_change` sees every object after the cache has it
+/// (to wake dependents), and only changes that need a reconcile reach the controller.
+fn watched<K: Managed>(
+    client: &kube::Client,
+    config: &watcher::Config,
+    writer: reflector::store::Writer<K>,
+    on_change: impl Fn(&K) + Send + 'static,
+) -> impl futures::Stream<Item = Result<K, watcher::Error>> + Send + 'static {
+    watcher(Api::<K>::all(client.clone()), config.clone())
+        .default_backoff()
+        .reflect(writer)
+        .applied_objects()
+        .inspect_ok(move |obj| on_change(obj))
+        .predicate_filter(change_key, Default::default())
+}
+
+/// A change hook calling one of the [`wake::Wakers`] methods.
+fn wake_on<K: 'static>(
+    wakers: &wake::Wakers,
+    stores: &Stores,
+    wake: fn(&wake::Wakers, &Stores, &K),
+) -> impl Fn(&K) + Send + 'static {
+    let (wakers, stores) = (wakers.clone(), stores.clone());
+    move |obj| wake(&wakers, &stores, obj)
+}
+
+fn drive<K: Managed>(controller: Controller<K>, ctx: Arc<Context>) -> futures::future::BoxFuture<'static, ()> {
+    let config = ControllerConfig::default().concurrency(ctx.settings.concurrency);
+    controller
+        .with_config(config)
+        .shutdown_on_signal()
+        .run(reconcile::<K>, error_policy::<K>, ctx)
+        .for_each(|_| futures::future::ready(()))
+        .boxed()
+}
+
+/// Runs every controller and the health and metrics server until a shutdown signal.
+pub async fn run(client: kube::Client, options: RunOptions) -> anyhow::Result<()> {
+    check_crds(&client).await?;
+    let mut config = watcher::Config::default().any_semantic();
+    if let Some(selector) = &options.selector {
+        config = config.labels(selector);
+    }
+    let (endpoints, endpoints_writer) = reflector::store::<CloudEndpoint>();
+    let (providers, providers_writer) = reflector::store::<ProviderOrg>();
+    let (contracts, contracts_writer) = reflector::store::<CommitmentContract>();
+    let (customers, customers_writer) = reflector::store::<CustomerOrg>();
+    let (subscriptions, subscriptions_writer) = reflector::store::<CloudServiceSubscription>();
+    // AccessGrants have no controller yet; the cache is kept for those that read them.
+    let (grants, grants_writer) = reflector::store::<AccessGrant>();
+    let stores = Stores {
+        endpoints: endpoints.clone(),
+        providers: providers.clone(),
+        contracts: contracts.clone(),
+        customers: customers.clone(),
+        subscriptions: subscriptions.clone(),
+        grants,
+    };
+    let (wake_customers, customers_to_wake) = futures::channel::mpsc::unbounded();
+    let (wake_subscriptions, subscriptions_to_wake) = futures::channel::mpsc::unbounded();
+    let wakers = wake::Wakers {
+        customers: wake_customers,
+        subscriptions: wake_subscriptions,
+    };
+
+    let endpoint_events = watched(
+        &client,
+        &config,
+        endpoints_writer,
+        wake_on(&wakers, &stores, wake::Wakers::endpoint_changed),
+    );
+    let provider_events = watched(
+        &client,
+        &config,
+        providers_writer,
+        wake_on(&wakers, &stores, wake::Wakers::provider_changed),
+    );
+    let contract_events = watched(
+        &client,
+        &config,
+        contracts_writer,
+        wake_on(&wakers, &stores, wake::Wakers::contract_changed),
+    );
+    let customer_events = watched(
+        &client,
+        &config,
+        customers_writer,
+        wake_on(&wakers, &stores, wake::Wakers::customer_changed),
+    );
+    let subscription_events = watched(
+        &client,
+        &config,
+        subscriptions_writer,
+        |_: &CloudServiceSubscription| {},
+    );
+    let grant_events = watcher(Api::<AccessGrant>::all(client.clone()), config.clone())
+        .default_backoff()
+        .reflect(grants_writer)
+        .for_each(|_| futures::future::ready(()));
+
+    let metrics = Arc::new(metrics::Metrics::default());
+    let ctx = Arc::new(Context::new(
+        client.clone(),
+        options.settings.clone(),
+        Arc::new(clock::SystemClock),
+        stores,
+        metrics,
+    ));
+
+    let server = server::serve(options.listen, ctx.clone());
+    let gauges = metrics_loop(ctx.clone());
+    info!(listen = %options.listen, "navigator controllers starting");
+    let controllers = futures::future::join_all([
+        drive(Controller::for_stream(endpoint_events, endpoints), ctx.clone()),
+        drive(Controller::for_stream(provider_events, providers), ctx.clone()),
+        drive(Controller::for_stream(contract_events, contracts), ctx.clone()),
+        drive(
+            Controller::for_stream(customer_events, customers).reconcile_on(customers_to_wake),
+            ctx.clone(),
+        ),
+        drive(
+            Controller::for_stream(subscription_events, subscriptions).reconcile_on(subscriptions_to_wake),
+            ctx.clone(),
+        ),
+    ]);
+    tokio::select! {
+        _ = controllers => info!("controllers stopped"),
+        _ = grant_events => {},
+        result = server => result?,
+        _ = gauges => {},
+    }
+    Ok(())
+}
+
+/// Refreshes the per-kind object gauges from the caches now and then (cheap: no API calls).
+async fn metrics_loop(ctx: Arc<Context>) {
+    loop {
+        tokio::time::sleep(Duration::from_secs(10)).await;
+        server::update_object_gauges(&ctx);
+    }
+}

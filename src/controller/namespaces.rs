@@ -1,0 +1,208 @@
+//! Namespaces Navigator creates for provider and customer organisations, and the RoleBindings in them.
+//! A namespace that exists without Navigator's ownership labels is never taken over.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::core::v1::Namespace;
+use k8s_openapi::api::rbac::v1::{RoleBinding, RoleRef, Subject as RbacSubject};
+use kube::api::{Api, DeleteParams, ObjectMeta, Patch, PatchParams};
+
+use super::error::Error;
+use super::reconciler::FIELD_MANAGER;
+use crate::api::common::{Subject, SubjectKind};
+
+pub const MANAGED_BY: &str = "app.kubernetes.io/managed-by";
+pub const PROVIDER_ORG_LABEL: &str = "navigator.cloudpartner.io/provider-org";
+pub const CUSTOMER_ORG_LABEL: &str = "navigator.cloudpartner.io/customer-org";
+pub const PROVIDER_NAMESPACE_LABEL: &str = "navigator.cloudpartner.io/provider-namespace";
+
+/// The labels that mark a namespace as Navigator's for one owner.
+pub fn ownership_labels(owner: &[(&str, &str)]) -> BTreeMap<String, String> {
+    let mut labels: BTreeMap<String, String> = owner.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+    labels.insert(MANAGED_BY.into(), "navigator".into());
+    labels
+}
+
+/// What to do about a namespace, given its live labels (`None` when it does not exist).
+#[derive(Debug, PartialEq, Eq)]
+pub enum NamespacePlan {
+    Create,
+    /// Ours, with every label in place: nothing to write.
+    UpToDate,
+    /// Ours but a label is missing or different (e.g. removed by hand): re-apply them.
+    Relabel,
+    /// Exists and belongs to someone else.
+    Conflict,
+}
+
+/// Decides what to do about a namespace. It is ours only when it carries our owner labels exactly; a
+/// namespace carrying no Navigator label at all, or another owner's, is someone else's.
+pub fn plan_namespace(live: Option<&BTreeMap<String, String>>, wanted: &BTreeMap<String, String>) -> NamespacePlan {
+    let Some(live) = live else { return NamespacePlan::Create };
+    let owner_keys = [PROVIDER_ORG_LABEL, CUSTOMER_ORG_LABEL, PROVIDER_NAMESPACE_LABEL];
+    let same_owner = owner_keys.iter().all(|k| live.get(*k) == wanted.get(*k));
+    let has_owner = owner_keys.iter().any(|k| live.contains_key(*k));
+    if !has_owner || !same_owner {
+        NamespacePlan::Conflict
+    } else if wanted.iter().all(|(k, v)| live.get(k) == Some(v)) {
+        NamespacePlan::UpToDate
+    } else {
+        NamespacePlan::Relabel
+    }
+}
+
+/// Creates the namespace with the ownership labels, or checks it is ours. Writes only when needed.
+pub async fn ensure_namespace(
+    client: &kube::Client,
+    name: &str,
+    labels: BTreeMap<String, String>,
+) -> Result<(), Error> {
+    let api = Api::<Namespace>::all(client.clone());
+    let live = api.get_opt(name).await?;
+    if live.as_ref().is_some_and(|ns| ns.metadata.deletion_timestamp.is_some()) {
+        return Err(Error::waiting(
+            "NamespaceTerminating",
+            format!("namespace {name} is being deleted"),
+        ));
+    }
+    match plan_namespace(
+        live.as_ref()
+            .map(|ns| ns.metadata.labels.clone().unwrap_or_default())
+            .as_ref(),
+        &labels,
+    ) {
+        NamespacePlan::UpToDate => Ok(()),
+        NamespacePlan::Conflict => Err(Error::stalled(
+            "NamespaceConflict",
+            format!("namespace {name} already exists and is not Navigator's; choose another name or remove it"),
+        )),
+        NamespacePlan::Create | NamespacePlan::Relabel => {
+            let ns = Namespace {
+                metadata: ObjectMeta {
+                    name: Some(name.into()),
+                    labels: Some(labels),
+                    ..Default::default()
+                },
+                ..Default::default()
+            };
+            api.patch(name, &PatchParams::apply(FIELD_MANAGER).force(), &Patch::Apply(&ns))
+                .await?;
+            Ok(())
+        }
+    }
+}
+
+/// Deletes a namespace if it is ours (never someone else's).
+pub async fn delete_namespace_if_ours(
+    client: &kube::Client,
+    name: &str,
+    labels: &BTreeMap<String, String>,
+) -> Result<(), Error> {
+    let api = Api::<Namespace>::all(client.clone());
+    let Some(live) = api.get_opt(name).await? else {
+        return Ok(());
+    };
+    let plan = plan_namespace(Some(&live.metadata.labels.clone().unwrap_or_default()), labels);
+    if matches!(plan, NamespacePlan::UpToDate | NamespacePlan::Relabel) && live.metadata.deletion_timestamp.is_none() {
+        api.delete(name, &DeleteParams::background()).await?;
+    }
+    Ok(())
+}
+
+/// RBAC subjects for Navigator subjects.
+pub fn rbac_subjects(subjects: &[Subject]) -> Vec<RbacSubject> {
+    subjects
+        .iter()
+        .map(|s| RbacSubject {
+            api_group: Some("rbac.authorization.k8s.io".into()),
+            kind: match s.kind {
+                SubjectKind::User => "User".into(),
+                SubjectKind::Group => "Group".into(),
+            },
+            name: s.name.clone(),
+            namespace: None,
+        })
+        .collect()
+}
+
+/// Makes a RoleBinding of `cluster_role` to `subjects` exist as given in `namespace` (or not exist, when
+/// there are no subjects). Writes only when the live binding differs.
+pub async fn ensure_role_binding(
+    client: &kube::Client,
+    namespace: &str,
+    name: &str,
+    cluster_role: &str,
+    subjects: Vec<RbacSubject>,
+    labels: BTreeMap<String, String>,
+) -> Result<(), Error> {
+    let api = Api::<RoleBinding>::namespaced(client.clone(), namespace);
+    let live = api.get_opt(name).await?;
+    if subjects.is_empty() {
+        if live.is_some() {
+            api.delete(name, &DeleteParams::default()).await?;
+        }
+        return Ok(());
+    }
+    let role_ref = RoleRef {
+        api_group: Some("rbac.authorization.k8s.io".into()),
+        kind: "ClusterRole".into(),
+        name: cluster_role.into(),
+    };
+    let up_to_date = live.as_ref().is_some_and(|rb| {
+        rb.role_ref == role_ref
+            && rb.subjects.as_deref() == Some(subjects.as_slice())
+            && labels
+                .iter()
+                .all(|(k, v)| rb.metadata.labels.as_ref().and_then(|l| l.get(k)) == Some(v))
+    });
+    if up_to_date {
+        return Ok(());
+    }
+    if live.as_ref().is_some_and(|rb| rb.role_ref != role_ref) {
+        // roleRef cannot change in place.
+        api.delete(name, &DeleteParams::default()).await?;
+    }
+    let binding = RoleBinding {
+        metadata: ObjectMeta {
+            name: Some(name.into()),
+            labels: Some(labels),
+            ..Default::default()
+        },
+        role_ref,
+        subjects: Some(subjects),
+    };
+    api.patch(
+        name,
+        &PatchParams::apply(FIELD_MANAGER).force(),
+        &Patch::Apply(&binding),
+    )
+    .await?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_namespace_is_taken_only_when_it_carries_our_owner_labels() {
+        let wanted = ownership_labels(&[(PROVIDER_ORG_LABEL, "acme")]);
+        assert_eq!(plan_namespace(None, &wanted), NamespacePlan::Create);
+        assert_eq!(plan_namespace(Some(&wanted), &wanted), NamespacePlan::UpToDate);
+        let foreign = BTreeMap::from([("team".to_string(), "payments".to_string())]);
+        assert_eq!(plan_namespace(Some(&foreign), &wanted), NamespacePlan::Conflict);
+        let other_owner = ownership_labels(&[(PROVIDER_ORG_LABEL, "globex")]);
+        assert_eq!(plan_namespace(Some(&other_owner), &wanted), NamespacePlan::Conflict);
+        let mut relabel = wanted.clone();
+        relabel.remove(MANAGED_BY);
+        assert_eq!(plan_namespace(Some(&relabel), &wanted), NamespacePlan::Relabel);
+    }
+
+    #[test]
+    fn a_customer_namespace_is_not_a_provider_namespace() {
+        let provider = ownership_labels(&[(PROVIDER_ORG_LABEL, "acme")]);
+        let customer = ownership_labels(&[(CUSTOMER_ORG_LABEL, "acme"), (PROVIDER_NAMESPACE_LABEL, "p")]);
+        assert_eq!(plan_namespace(Some(&customer), &provider), NamespacePlan::Conflict);
+        assert_eq!(plan_namespace(Some(&provider), &customer), NamespacePlan::Conflict);
+    }
+}

@@ -1,0 +1,69 @@
+//! ProviderOrg: the provider's namespace, its administrators' RoleBinding, and what it is entitled to.
+
+use async_trait::async_trait;
+use kube::ResourceExt;
+
+use super::conditions::Phase;
+use super::context::Context;
+use super::entitlement;
+use super::error::Error;
+use super::namespaces::{self, PROVIDER_ORG_LABEL};
+use super::reconciler::{Managed, Outcome};
+use crate::api::ProviderOrg;
+use crate::api::provider_org::ProviderOrgStatus;
+
+crate::impl_object!(ProviderOrg, ProviderOrgStatus, cluster);
+
+/// The ClusterRole the provider's administrators are bound to in its namespace (from the role catalogue).
+pub const ADMINISTRATOR_ROLE: &str = "navigator-provider-administrator";
+pub const ADMINISTRATORS_BINDING: &str = "navigator-provider-administrators";
+
+#[async_trait]
+impl Managed for ProviderOrg {
+    // The namespace is left in place when the ProviderOrg goes: it holds the provider's customers, whose own
+    // finalizers decide what happens to what they provisioned.
+    const FINALIZER: Option<&'static str> = None;
+
+    async fn apply(&self, ctx: &Context) -> Result<Outcome<ProviderOrgStatus>, Error> {
+        let name = self.name_any();
+        let namespace = &self.spec.namespace;
+        let labels = namespaces::ownership_labels(&[(PROVIDER_ORG_LABEL, &name)]);
+        namespaces::ensure_namespace(&ctx.client, namespace, labels.clone()).await?;
+        let subjects = namespaces::rbac_subjects(&self.spec.administrators);
+        namespaces::ensure_role_binding(
+            &ctx.client,
+            namespace,
+            ADMINISTRATORS_BINDING,
+            ADMINISTRATOR_ROLE,
+            subjects,
+            labels,
+        )
+        .await?;
+
+        let today = ctx.clock.now().to_zoned(jiff::tz::TimeZone::UTC).date();
+        let contracts = ctx.stores.contracts_in(namespace);
+        let entitlements = entitlement::entitlements(&contracts, today);
+        let mut status = self.status.clone().unwrap_or_default();
+        status.namespace = Some(namespace.clone());
+        let message = if entitlements.endpoints.is_empty() {
+            format!("namespace {namespace} ready; no active commitment contract yet, so nothing can be provisioned")
+        } else {
+            format!(
+                "namespace {namespace} ready; entitled to {} on {}",
+                entitlements.services.join(", "),
+                entitlements.endpoints.join(", ")
+            )
+        };
+        status.entitlements = Some(entitlements);
+        // Entitlements change at contract boundaries: look again at the next one.
+        let next = contracts
+            .iter()
+            .filter_map(|c| entitlement::next_boundary(&c.spec, today))
+            .min();
+        let mut outcome = Outcome::new(status, Phase::ready(message));
+        if let Some(until) = next.and_then(|day| super::commitment_contract::until_day(ctx, day)) {
+            outcome = outcome.requeue_after(until.min(ctx.settings.resync));
+        }
+        Ok(outcome)
+    }
+}

@@ -1,0 +1,118 @@
+//! When to look at an object again: phase-based requeue intervals, jitter, and per-object backoff.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use rand::RngExt;
+
+use super::conditions::Phase;
+use super::context::Settings;
+
+/// The default wait before the next reconcile, by phase: in-progress work is polled soon, a Ready
+/// object is re-checked for drift rarely, a stalled one now and then (a watch usually wakes it first).
+pub fn after(phase: &Phase, settings: &Settings) -> Duration {
+    match phase {
+        Phase::Ready { .. } => settings.resync,
+        Phase::Progressing { .. } => settings.progress_poll,
+        Phase::Stalled { .. } => settings.stalled_retry,
+        Phase::Failed { .. } => settings.max_backoff,
+    }
+}
+
+/// Spreads requeues ±10% so objects created together do not poll together forever.
+pub fn jitter(delay: Duration) -> Duration {
+    let factor = rand::rng().random_range(0.9..=1.1);
+    delay.mul_f64(factor)
+}
+
+/// Exponential backoff per object: 1 s, 2 s, 4 s, … up to `max`, forgotten on success. The table holds
+/// only objects that are currently failing, so it stays small.
+pub struct Backoff {
+    base: Duration,
+    max: Duration,
+    failures: Mutex<HashMap<String, u32>>,
+}
+
+impl Backoff {
+    pub fn new(base: Duration, max: Duration) -> Self {
+        Backoff {
+            base,
+            max,
+            failures: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Records one more failure of `key` and returns how long to wait before retrying it.
+    pub fn failure(&self, key: &str) -> Duration {
+        let mut failures = self.failures.lock().expect("backoff table");
+        let count = failures.entry(key.to_string()).or_insert(0);
+        *count = count.saturating_add(1);
+        jitter(backoff_delay(self.base, self.max, *count))
+    }
+
+    pub fn success(&self, key: &str) {
+        self.forget(key);
+    }
+
+    pub fn forget(&self, key: &str) {
+        self.failures.lock().expect("backoff table").remove(key);
+    }
+
+    /// How many objects are currently backing off (for metrics).
+    pub fn len(&self) -> usize {
+        self.failures.lock().expect("backoff table").len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// `base × 2^(failures-1)`, capped at `max`.
+pub fn backoff_delay(base: Duration, max: Duration, failures: u32) -> Duration {
+    let exponent = failures.saturating_sub(1).min(20);
+    base.saturating_mul(1u32 << exponent).min(max)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_up_to_the_cap() {
+        let (base, max) = (Duration::from_secs(1), Duration::from_secs(60));
+        let delays: Vec<u64> = (1..=8).map(|n| backoff_delay(base, max, n).as_secs()).collect();
+        assert_eq!(delays, vec![1, 2, 4, 8, 16, 32, 60, 60]);
+        assert_eq!(
+            backoff_delay(base, max, u32::MAX),
+            max,
+            "no overflow after many failures"
+        );
+    }
+
+    #[test]
+    fn success_resets_the_backoff() {
+        let backoff = Backoff::new(Duration::from_secs(1), Duration::from_secs(60));
+        backoff.failure("a");
+        backoff.failure("a");
+        assert!(
+            backoff.failure("a") >= Duration::from_millis(3600),
+            "third failure waits about 4 s"
+        );
+        backoff.success("a");
+        assert!(
+            backoff.failure("a") <= Duration::from_millis(1100),
+            "after success it starts again at 1 s"
+        );
+        assert_eq!(backoff.len(), 1);
+    }
+
+    #[test]
+    fn jitter_stays_within_ten_percent() {
+        for _ in 0..1000 {
+            let d = jitter(Duration::from_secs(100));
+            assert!(d >= Duration::from_secs(90) && d <= Duration::from_secs(110), "{d:?}");
+        }
+    }
+}

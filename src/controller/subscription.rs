@@ -1,0 +1,320 @@
+//! CloudServiceSubscription: one service instance for one customer on an endpoint. Provisions it, follows
+//! the endpoint's asynchronous operation, reports external id, access URL and state, and updates the
+//! instance when the resources change.
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use kube::ResourceExt;
+
+use super::cloud_endpoint::{driver_for, require_endpoint};
+use super::conditions::Phase;
+use super::context::{Context, DriverEntry};
+use super::create_guard::{self, CreateStep};
+use super::entitlement;
+use super::error::Error;
+use super::reconciler::{Cleanup, Managed, Object, Outcome};
+use crate::api::common::DeletionPolicy;
+use crate::api::subscription::{CloudServiceSubscriptionStatus, ServiceState};
+use crate::api::{CloudServiceSubscription, CustomerOrg};
+use crate::endpoint::{Deletion, DriverError, ExternalInstance, InstanceDesired, InstanceState, Resources};
+
+crate::impl_object!(CloudServiceSubscription, CloudServiceSubscriptionStatus, namespaced);
+
+pub const FINALIZER: &str = "navigator.cloudpartner.io/subscription";
+
+/// The instance as the spec wants it. Resources left out of the spec are 0 ("none of this").
+pub fn desired_instance(sub: &CloudServiceSubscription) -> InstanceDesired {
+    let resources = sub.spec.resources.clone().unwrap_or_default();
+    let amount = |v: Option<i64>| v.and_then(|v| u32::try_from(v).ok()).unwrap_or(0);
+    InstanceDesired {
+        service_type: sub.spec.service_type.clone(),
+        resources: Resources {
+            vcpu: amount(resources.vcpu),
+            memory_gib: amount(resources.memory_gib),
+            storage_gib: amount(resources.storage_gib),
+        },
+        parameters: sub.spec.parameters.clone(),
+    }
+}
+
+/// What to do next, given what the endpoint holds for this subscription.
+#[derive(Debug, PartialEq)]
+pub enum Plan {
+    Create,
+    Update,
+    /// An operation is running on the endpoint; look again later.
+    Wait,
+    UpToDate,
+    Failed(String),
+}
+
+pub fn plan(observed: Option<&ExternalInstance>, desired: &InstanceDesired) -> Plan {
+    match observed {
+        None => Plan::Create,
+        Some(i) if i.state == InstanceState::Failed => Plan::Failed(i.message.clone().unwrap_or_default()),
+        Some(i) if i.state.is_in_progress() => Plan::Wait,
+        Some(i) if !i.is_up_to_date(desired) => Plan::Update,
+        Some(_) => Plan::UpToDate,
+    }
+}
+
+fn service_state(state: InstanceState) -> ServiceState {
+    match state {
+        InstanceState::Provisioning => ServiceState::Provisioning,
+        InstanceState::Ready => ServiceState::Ready,
+        InstanceState::Updating => ServiceState::Updating,
+        InstanceState::Deleting => ServiceState::Deleting,
+        InstanceState::Failed => ServiceState::Failed,
+    }
+}
+
+/// The customer org this subscription belongs to, provisioned (its tenant exists on the endpoint).
+fn provisioned_customer(sub: &CloudServiceSubscription, ctx: &Context) -> Result<std::sync::Arc<CustomerOrg>, Error> {
+    let namespace = sub.namespace().unwrap_or_default();
+    let name = &sub.spec.customer_org_ref.name;
+    let customer = ctx.stores.customer(&namespace, name).ok_or_else(|| {
+        Error::stalled(
+            "CustomerOrgNotFound",
+            format!("CustomerOrg {name} does not exist in namespace {namespace}"),
+        )
+    })?;
+    if customer.metadata.deletion_timestamp.is_some() {
+        return Err(Error::stalled(
+            "CustomerOrgDeleting",
+            format!("CustomerOrg {name} is being deleted"),
+        ));
+    }
+    if customer.status.as_ref().and_then(|s| s.external_id.as_ref()).is_none() {
+        return Err(Error::waiting(
+            "WaitingForCustomerOrg",
+            format!("CustomerOrg {name} is not provisioned yet"),
+        ));
+    }
+    Ok(customer)
+}
+
+impl CloudServiceSubscription {
+    fn endpoint_name(&self, customer: &CustomerOrg) -> String {
+        self.spec
+            .endpoint_ref
+            .as_ref()
+            .map(|r| r.name.clone())
+            .unwrap_or_else(|| customer.spec.endpoint_ref.name.clone())
+    }
+
+    /// The contract this subscription provisions under: the named one if it may be used, else the active
+    /// contract covering its service on its endpoint.
+    fn contract(&self, endpoint: &str, ctx: &Context) -> Result<String, Error> {
+        let namespace = self.namespace().unwrap_or_default();
+        let today = ctx.clock.now().to_zoned(jiff::tz::TimeZone::UTC).date();
+        let contracts = ctx.stores.contracts_in(&namespace);
+        let service = &self.spec.service_type;
+        match &self.spec.contract_ref {
+            Some(named) => {
+                let contract = contracts.iter().find(|c| c.name_any() == named.name).ok_or_else(|| {
+                    Error::stalled("ContractNotFound", format!("CommitmentContract {} does not exist", named.name))
+                })?;
+                match entitlement::refuse_named(contract, endpoint, service, today) {
+                    Some(why) => Err(Error::stalled("NotEntitled", why)),
+                    None => Ok(named.name.clone()),
+                }
+            }
+            None => entitlement::covering(&contracts, endpoint, Some(service), today).map(|c| c.name_any()).ok_or_else(|| {
+                Error::stalled(
+                    "NotEntitled",
+                    format!("no active commitment contract in {namespace} covers service {service} on endpoint {endpoint}"),
+                )
+            }),
+        }
+    }
+
+    /// Creates the instance, guarding against a second copy on endpoints that assign ids.
+    async fn create(
+        &self,
+        tenant: &str,
+        desired: &InstanceDesired,
+        entry: &DriverEntry,
+        ctx: &Context,
+    ) -> Result<Option<ExternalInstance>, Error> {
+        let annotations = self.annotations();
+        let grace = Duration::from_secs(120);
+        let key = entry.driver.capabilities().instances;
+        match create_guard::decide(key, create_guard::pending_since(annotations), ctx.clock.now(), grace) {
+            CreateStep::Wait => Ok(None),
+            CreateStep::Create { mark } => {
+                let api = Self::api(ctx.client.clone(), self.namespace().as_deref());
+                if mark {
+                    create_guard::mark(&api, &self.name_any(), Some(ctx.clock.now())).await?;
+                }
+                let created = entry.driver.apply_instance(tenant, &self.name_any(), desired).await?;
+                if mark {
+                    create_guard::mark(&api, &self.name_any(), None).await?;
+                }
+                Ok(Some(created))
+            }
+        }
+    }
+}
+
+#[async_trait]
+impl Managed for CloudServiceSubscription {
+    const FINALIZER: Option<&'static str> = Some(FINALIZER);
+
+    async fn apply(&self, ctx: &Context) -> Result<Outcome<CloudServiceSubscriptionStatus>, Error> {
+        let customer = provisioned_customer(self, ctx)?;
+        let endpoint = self.endpoint_name(&customer);
+        require_endpoint(&endpoint, ctx)?;
+        let contract = self.contract(&endpoint, ctx)?;
+        let entry = driver_for(&endpoint, ctx).await?;
+        let tenant = &customer.spec.tenant_name;
+        let name = self.name_any();
+        let desired = desired_instance(self);
+
+        let observed = entry.driver.observe_instance(tenant, &name).await?;
+        let instance = match plan(observed.as_ref(), &desired) {
+            Plan::Create => self.create(tenant, &desired, &entry, ctx).await?,
+            Plan::Update => Some(entry.driver.apply_instance(tenant, &name, &desired).await?),
+            Plan::Wait | Plan::UpToDate | Plan::Failed(_) => observed,
+        };
+
+        let mut status = self.status.clone().unwrap_or_default();
+        status.endpoint = Some(endpoint.clone());
+        status.contract = Some(contract);
+        let Some(instance) = instance else {
+            let phase = Phase::progressing(
+                "CreatePending",
+                "an earlier create's outcome is unknown; waiting before retrying",
+            );
+            return Ok(Outcome::new(status, phase).requeue_after(entry.poll));
+        };
+        status.external_id = Some(instance.external_id.clone());
+        status.access_url = instance.access_url.clone();
+        status.state = Some(service_state(instance.state));
+        status.message = instance.message.clone();
+        let phase = match plan(Some(&instance), &desired) {
+            Plan::UpToDate => Phase::ready(format!(
+                "{} instance {name} is ready on {endpoint}",
+                desired.service_type
+            )),
+            Plan::Failed(message) => Phase::stalled("ProvisioningFailed", format!("the endpoint reports: {message}")),
+            Plan::Create | Plan::Update | Plan::Wait => {
+                let reason = match instance.state {
+                    InstanceState::Provisioning => "Creating",
+                    InstanceState::Deleting => "WaitingForDeletion",
+                    _ => "Updating",
+                };
+                Phase::progressing(
+                    reason,
+                    format!("{} instance {name} is {reason} on {endpoint}", desired.service_type),
+                )
+            }
+        };
+        let poll = entry.poll;
+        let outcome = Outcome::new(status, phase);
+        Ok(if outcome.phase.is_ready() {
+            outcome
+        } else {
+            outcome.requeue_after(poll)
+        })
+    }
+
+    async fn cleanup(&self, ctx: &Context) -> Result<Cleanup, Error> {
+        if self.spec.deletion_policy == DeletionPolicy::Orphan {
+            return Ok(Cleanup::Done);
+        }
+        let namespace = self.namespace().unwrap_or_default();
+        // Nothing was provisioned without a provisioned customer; with the customer or endpoint gone, the
+        // tenant (and the instance in it) went with them.
+        let Some(customer) = ctx.stores.customer(&namespace, &self.spec.customer_org_ref.name) else {
+            return Ok(Cleanup::Done);
+        };
+        if self.status.as_ref().and_then(|s| s.external_id.as_ref()).is_none()
+            && create_guard::pending_since(self.annotations()).is_none()
+        {
+            // Never created (and no create in flight): nothing to delete. Still check by name to be safe.
+            if ctx.stores.endpoint(&self.endpoint_name(&customer)).is_none() {
+                return Ok(Cleanup::Done);
+            }
+        }
+        let endpoint = self.endpoint_name(&customer);
+        if ctx.stores.endpoint(&endpoint).is_none() {
+            return Ok(Cleanup::Done);
+        }
+        let entry = driver_for(&endpoint, ctx).await?;
+        match entry
+            .driver
+            .delete_instance(&customer.spec.tenant_name, &self.name_any())
+            .await
+        {
+            Ok(Deletion::Gone) | Err(DriverError::NotFound { .. }) => Ok(Cleanup::Done),
+            Ok(Deletion::InProgress) => Ok(Cleanup::Pending {
+                reason: "Deleting".into(),
+                message: format!("instance {} is being deleted on {endpoint}", self.name_any()),
+            }),
+            Err(error) => Err(error.into()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn instance(state: InstanceState, vcpu: u32) -> ExternalInstance {
+        ExternalInstance {
+            external_id: "id-1".into(),
+            name: "web".into(),
+            service_type: "compute".into(),
+            resources: Resources {
+                vcpu,
+                memory_gib: 4,
+                storage_gib: 50,
+            },
+            parameters: Default::default(),
+            state,
+            access_url: None,
+            message: None,
+            created_at: jiff::Timestamp::UNIX_EPOCH,
+            updated_at: jiff::Timestamp::UNIX_EPOCH,
+        }
+    }
+
+    fn desired(vcpu: u32) -> InstanceDesired {
+        InstanceDesired {
+            service_type: "compute".into(),
+            resources: Resources {
+                vcpu,
+                memory_gib: 4,
+                storage_gib: 50,
+            },
+            parameters: Default::default(),
+        }
+    }
+
+    #[test]
+    fn the_plan_follows_what_the_endpoint_holds() {
+        assert_eq!(plan(None, &desired(2)), Plan::Create);
+        assert_eq!(
+            plan(Some(&instance(InstanceState::Provisioning, 2)), &desired(2)),
+            Plan::Wait
+        );
+        assert_eq!(
+            plan(Some(&instance(InstanceState::Ready, 2)), &desired(2)),
+            Plan::UpToDate
+        );
+        assert_eq!(
+            plan(Some(&instance(InstanceState::Ready, 2)), &desired(4)),
+            Plan::Update
+        );
+        // A change while an operation runs waits for it rather than piling a second one on.
+        assert_eq!(
+            plan(Some(&instance(InstanceState::Updating, 2)), &desired(4)),
+            Plan::Wait
+        );
+        assert!(matches!(
+            plan(Some(&instance(InstanceState::Failed, 2)), &desired(2)),
+            Plan::Failed(_)
+        ));
+    }
+}

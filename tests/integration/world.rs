@@ -1,0 +1,447 @@
+//! A small world for engine tests: the simulator and the operator as real processes (the `navigator`
+//! binary, so they can be killed with SIGKILL), the CRDs installed once, and builders for a provider with
+//! its endpoint, contract, customers and subscriptions, all labelled with the test's own run label so
+//! several tests can run side by side, each with its own operator (`navigator run --selector`).
+
+use std::net::TcpListener;
+use std::process::{Child, Command, Stdio};
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use k8s_openapi::api::core::v1::{Namespace, Secret};
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use kube::api::{Api, ListParams, Patch, PatchParams, PostParams};
+use kube::{Resource, ResourceExt};
+use navigator::api::{CloudEndpoint, CloudServiceSubscription, CommitmentContract, CustomerOrg, ProviderOrg};
+use navigator::controller::reconciler::Object;
+use navigator::simulator::stats::SimStats;
+use serde_json::json;
+
+use crate::support::{eventually, shared};
+
+pub const RUN_LABEL: &str = "navigator.test/run";
+pub const TOKEN: &str = "navigator-test-simulator-token";
+
+/// Installs the generated CRDs once per test binary and waits until they are served.
+pub async fn install_crds(client: &kube::Client) {
+    static INSTALLED: OnceLock<()> = OnceLock::new();
+    if INSTALLED.get().is_some() {
+        return;
+    }
+    let crds = Api::<CustomResourceDefinition>::all(client.clone());
+    for crd in navigator::api::crds::all() {
+        crds.patch(
+            &crd.name_any(),
+            &PatchParams::apply("navigator-tests").force(),
+            &Patch::Apply(&crd),
+        )
+        .await
+        .expect("installing a CRD");
+    }
+    for crd in navigator::api::crds::all() {
+        let name = crd.name_any();
+        eventually(
+            Duration::from_secs(60),
+            &format!("CRD {name} to be Established"),
+            || async {
+                let live = crds.get(&name).await.ok()?;
+                live.status?
+                    .conditions?
+                    .iter()
+                    .any(|c| c.type_ == "Established" && c.status == "True")
+                    .then_some(())
+            },
+        )
+        .await;
+    }
+    let _ = INSTALLED.set(());
+}
+
+/// Logs of the processes a test starts, kept after the run (under target/, ignored by git) for diagnosis.
+pub fn log_path(name: &str) -> std::path::PathBuf {
+    let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("test-logs");
+    std::fs::create_dir_all(&dir).unwrap();
+    dir.join(format!("{name}.log"))
+}
+
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+fn navigator_binary() -> &'static str {
+    env!("CARGO_BIN_EXE_navigator")
+}
+
+/// A process killed when dropped (also when the test panics).
+pub struct Process {
+    child: Option<Child>,
+    command: Vec<String>,
+    envs: Vec<(String, String)>,
+    log: std::path::PathBuf,
+}
+
+impl Process {
+    fn spawn(args: Vec<String>, envs: Vec<(String, String)>, log: std::path::PathBuf) -> Self {
+        let mut process = Process {
+            child: None,
+            command: args,
+            envs,
+            log,
+        };
+        process.start();
+        process
+    }
+
+    /// Starts (or restarts) the process with the same arguments, appending to the same log.
+    pub fn start(&mut self) {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.log)
+            .unwrap();
+        let child = Command::new(navigator_binary())
+            .args(&self.command)
+            .envs(self.envs.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .expect("starting navigator");
+        self.child = Some(child);
+    }
+
+    /// SIGKILL: no chance to clean up, as in a node failure or an OOM kill.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// `navigator simulator` on a free loopback port (stopped when dropped).
+pub struct Simulator {
+    _process: Process,
+    pub url: String,
+}
+
+impl Simulator {
+    pub async fn start(name: &str, extra: &[&str]) -> Self {
+        let port = free_port();
+        let mut args = vec![
+            "simulator".to_string(),
+            "--listen".into(),
+            format!("127.0.0.1:{port}"),
+            "--token".into(),
+            TOKEN.into(),
+        ];
+        args.extend(extra.iter().map(|s| s.to_string()));
+        let log = log_path(&format!("simulator-{name}"));
+        let process = Process::spawn(args, vec![("RUST_LOG".into(), "warn".into())], log);
+        let simulator = Simulator {
+            _process: process,
+            url: format!("http://127.0.0.1:{port}"),
+        };
+        let http = reqwest::Client::new();
+        eventually(Duration::from_secs(30), "the simulator to listen", || {
+            let request = http
+                .get(format!("{}/sim/stats", simulator.url))
+                .bearer_auth(TOKEN)
+                .send();
+            async move { request.await.ok().map(|_| ()) }
+        })
+        .await;
+        simulator
+    }
+
+    pub async fn stats(&self) -> SimStats {
+        self.get_json::<SimStats>("/sim/stats").await
+    }
+
+    /// GETs a simulator path, retrying the faults the simulator may be injecting into its own answers.
+    pub async fn get_json<T: serde::de::DeserializeOwned>(&self, path: &str) -> T {
+        let http = reqwest::Client::builder()
+            .timeout(Duration::from_secs(2))
+            .build()
+            .unwrap();
+        let mut last_error = String::new();
+        for _ in 0..50 {
+            match http.get(format!("{}{path}", self.url)).bearer_auth(TOKEN).send().await {
+                Ok(response) if response.status().is_success() => {
+                    return response.json().await.expect("simulator JSON");
+                }
+                Ok(response) => last_error = format!("status {}", response.status()),
+                Err(error) => last_error = error.to_string(),
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        panic!("GET {path} from the simulator kept failing: {last_error}");
+    }
+
+    /// Names of the organisations the simulator holds.
+    pub async fn org_names(&self) -> Vec<String> {
+        let page: serde_json::Value = self.get_json("/v1/orgs").await;
+        let mut names: Vec<String> = items(&page)
+            .iter()
+            .filter_map(|o| o["name"].as_str().map(String::from))
+            .collect();
+        names.sort();
+        names
+    }
+
+    /// Names of the instances one organisation holds (deletions that finished are gone).
+    pub async fn instance_names(&self, org: &str) -> Vec<String> {
+        let page: serde_json::Value = self.get_json(&format!("/v1/orgs/{org}/instances")).await;
+        let mut names: Vec<String> = items(&page)
+            .iter()
+            .filter_map(|o| o["name"].as_str().map(String::from))
+            .collect();
+        names.sort();
+        names
+    }
+}
+
+fn items(page: &serde_json::Value) -> Vec<serde_json::Value> {
+    page.get("items")
+        .or_else(|| page.get("values"))
+        .and_then(|v| v.as_array())
+        .cloned()
+        .or_else(|| page.as_array().cloned())
+        .unwrap_or_default()
+}
+
+/// `navigator run` as the admin, seeing only objects labelled with `run`.
+pub struct Operator {
+    pub process: Process,
+}
+
+impl Operator {
+    pub fn start(run: &str) -> Self {
+        let port = free_port();
+        let args = vec![
+            "run".to_string(),
+            "--listen".into(),
+            format!("127.0.0.1:{port}"),
+            "--selector".into(),
+            format!("{RUN_LABEL}={run}"),
+        ];
+        let envs = vec![
+            (
+                "KUBECONFIG".to_string(),
+                shared().kubeconfig("admin").display().to_string(),
+            ),
+            ("RUST_LOG".into(), "info,navigator=debug,kube=warn".into()),
+        ];
+        let log = log_path(&format!("operator-{run}"));
+        Operator {
+            process: Process::spawn(args, envs, log),
+        }
+    }
+}
+
+/// One test's provider: a run label, an endpoint on its own simulator, a provider namespace and contract.
+pub struct World {
+    pub client: kube::Client,
+    pub run: String,
+    pub namespace: String,
+    pub endpoint: String,
+}
+
+impl World {
+    /// Creates the credentials Secret, CloudEndpoint, ProviderOrg and an active contract covering
+    /// `compute` on the endpoint.
+    pub async fn new(prefix: &str, simulator: &Simulator, rate_limit: u32) -> Self {
+        let client = shared().client().await;
+        install_crds(&client).await;
+        let run = format!("{prefix}-{}", &uuid::Uuid::new_v4().simple().to_string()[..6]);
+        let world = World {
+            client,
+            namespace: format!("p-{run}"),
+            endpoint: format!("sim-{run}"),
+            run,
+        };
+        world.apply_secret().await;
+        world
+            .apply::<CloudEndpoint>(
+                None,
+                json!({
+                    "metadata": {"name": world.endpoint},
+                    "spec": {
+                        "driver": "Simulator",
+                        "url": simulator.url,
+                        "credentialsSecretRef": {"name": world.endpoint, "namespace": "default", "key": "token"},
+                        "rateLimit": {"requestsPerSecond": rate_limit, "burst": 1},
+                        "maxConcurrentOperations": 16,
+                        "pollInterval": "5s",
+                        "requestTimeout": "3s"
+                    }
+                }),
+            )
+            .await;
+        world
+            .apply::<ProviderOrg>(None, json!({
+                "metadata": {"name": world.namespace},
+                "spec": {"displayName": format!("Provider {}", world.run), "partnerTypes": ["CloudProvider"], "namespace": world.namespace}
+            }))
+            .await;
+        // Declared up front, labelled as the ProviderOrg's, as a GitOps repository would (examples/ does too),
+        // so the contract can be applied before the operator runs.
+        let namespace: Namespace = serde_json::from_value(json!({
+            "metadata": {"name": world.namespace, "labels": {
+                "app.kubernetes.io/managed-by": "navigator",
+                "navigator.cloudpartner.io/provider-org": world.namespace,
+            }}
+        }))
+        .unwrap();
+        Api::<Namespace>::all(world.client.clone())
+            .create(&PostParams::default(), &namespace)
+            .await
+            .expect("creating the provider namespace");
+        world.contract("main", &["compute"]).await;
+        world
+    }
+
+    async fn apply_secret(&self) {
+        let secret: Secret = serde_json::from_value(json!({
+            "metadata": {"name": self.endpoint, "namespace": "default", "labels": {RUN_LABEL: self.run}},
+            "stringData": {"token": TOKEN}
+        }))
+        .unwrap();
+        Api::<Secret>::namespaced(self.client.clone(), "default")
+            .create(&PostParams::default(), &secret)
+            .await
+            .expect("creating the Secret");
+    }
+
+    /// Server-side applies an object of kind `K` with this world's run label.
+    pub async fn apply<K: Object>(&self, namespace: Option<&str>, mut value: serde_json::Value) -> K {
+        value["apiVersion"] = json!(K::api_version(&()));
+        value["kind"] = json!(K::kind(&()));
+        value["metadata"]["labels"][RUN_LABEL] = json!(self.run);
+        let name = value["metadata"]["name"].as_str().expect("a name").to_string();
+        let api = K::api(self.client.clone(), namespace);
+        api.patch(
+            &name,
+            &PatchParams::apply("navigator-tests").force(),
+            &Patch::Apply(&value),
+        )
+        .await
+        .unwrap_or_else(|e| panic!("applying {} {name}: {e}", K::kind(&())))
+    }
+
+    pub async fn contract(&self, name: &str, services: &[&str]) -> CommitmentContract {
+        self.apply(
+            Some(&self.namespace),
+            json!({
+                "metadata": {"name": name},
+                "spec": {
+                    "contractNumber": format!("CC-{}-{name}", self.run),
+                    "startDate": "2020-01-01", "endDate": "2099-12-31",
+                    "services": services, "endpoints": [self.endpoint],
+                    "commitments": [{"metric": "vcpu-hours", "quantity": "1000"}]
+                }
+            }),
+        )
+        .await
+    }
+
+    pub async fn customer(&self, name: &str, policy: &str) -> CustomerOrg {
+        self.apply(
+            Some(&self.namespace),
+            json!({
+                "metadata": {"name": name},
+                "spec": {
+                    "displayName": format!("Customer {name}"),
+                    "tenantName": format!("{}-{name}", self.run),
+                    "endpointRef": {"name": self.endpoint},
+                    "deletionPolicy": policy
+                }
+            }),
+        )
+        .await
+    }
+
+    pub async fn subscription(&self, name: &str, customer: &str, vcpu: i64) -> CloudServiceSubscription {
+        self.apply(
+            Some(&self.namespace),
+            json!({
+                "metadata": {"name": name},
+                "spec": {
+                    "customerOrgRef": {"name": customer},
+                    "serviceType": "compute",
+                    "resources": {"vcpu": vcpu, "memoryGiB": 2, "storageGiB": 20}
+                }
+            }),
+        )
+        .await
+    }
+
+    pub fn tenant(&self, customer: &str) -> String {
+        format!("{}-{customer}", self.run)
+    }
+
+    pub fn subscriptions(&self) -> Api<CloudServiceSubscription> {
+        Api::namespaced(self.client.clone(), &self.namespace)
+    }
+
+    pub fn customers(&self) -> Api<CustomerOrg> {
+        Api::namespaced(self.client.clone(), &self.namespace)
+    }
+
+    /// Waits until every object of kind `K` in this world reports Ready=True; returns how many there are.
+    pub async fn all_ready<K>(&self, api: &Api<K>, timeout: Duration) -> usize
+    where
+        K: Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug + Conditions,
+    {
+        let params = ListParams::default().labels(&format!("{RUN_LABEL}={}", self.run));
+        eventually(
+            timeout,
+            &format!("every {} of run {} to be Ready", std::any::type_name::<K>(), self.run),
+            || async {
+                let list = api.list(&params).await.ok()?;
+                let not_ready: Vec<String> = list
+                    .items
+                    .iter()
+                    .filter(|o| !o.is_ready())
+                    .map(|o| o.name_any())
+                    .collect();
+                not_ready.is_empty().then_some(list.items.len())
+            },
+        )
+        .await
+    }
+}
+
+/// Read access to the Ready condition of any Navigator kind.
+pub trait Conditions {
+    fn conditions(&self) -> Vec<k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition>;
+    fn condition(&self, type_: &str) -> Option<k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition> {
+        self.conditions().into_iter().find(|c| c.type_ == type_)
+    }
+    fn is_ready(&self) -> bool {
+        self.condition("Ready").is_some_and(|c| c.status == "True")
+    }
+}
+
+macro_rules! conditions {
+    ($($kind:ty),*) => {$(
+        impl Conditions for $kind {
+            fn conditions(&self) -> Vec<k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition> {
+                self.status.as_ref().map(|s| s.conditions.clone()).unwrap_or_default()
+            }
+        }
+    )*};
+}
+conditions!(
+    CloudEndpoint,
+    ProviderOrg,
+    CommitmentContract,
+    CustomerOrg,
+    CloudServiceSubscription
+);
