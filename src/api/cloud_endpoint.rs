@@ -92,9 +92,10 @@ pub struct CloudEndpointSpec {
     #[schemars(range(min = 1, max = 1000))]
     pub max_concurrent_operations: i32,
 
-    /// How often Navigator checks on objects on this endpoint when nothing changes, as a duration such as
-    /// `30s` or `5m` (hours `h`, minutes `m`, seconds `s`). Navigator adds jitter so checks spread out.
-    /// Between 5s and 24h.
+    /// How often Navigator checks on work in progress on this endpoint (provisioning, updates, deletions) and
+    /// probes the endpoint itself (at most every 30s), as a duration such as `5s` or `1m` (hours `h`, minutes
+    /// `m`, seconds `s`). Objects that are Ready are re-checked for drift far less often (`navigator run
+    /// --resync-seconds`, 10 minutes by default). Navigator adds jitter so checks spread out. Between 5s and 24h.
     #[serde(default = "default_poll_interval")]
     #[schemars(regex(pattern = DURATION), length(min = 2, max = 20))]
     #[x_kube(validation = Rule::new("duration(self) >= duration('5s') && duration(self) <= duration('24h')")
