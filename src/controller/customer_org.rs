@@ -36,6 +36,30 @@ fn namespace_labels(org: &CustomerOrg) -> BTreeMap<String, String> {
     ])
 }
 
+/// The named CustomerOrg of `namespace`, provisioned (its tenant exists on the endpoint), for the kinds that
+/// act for a customer: a missing or deleting one stalls the caller, one not provisioned yet makes it wait.
+pub fn provisioned(ctx: &Context, namespace: &str, name: &str) -> Result<std::sync::Arc<CustomerOrg>, Error> {
+    let customer = ctx.stores.customer(namespace, name).ok_or_else(|| {
+        Error::stalled(
+            "CustomerOrgNotFound",
+            format!("CustomerOrg {name} does not exist in namespace {namespace}"),
+        )
+    })?;
+    if customer.metadata.deletion_timestamp.is_some() {
+        return Err(Error::stalled(
+            "CustomerOrgDeleting",
+            format!("CustomerOrg {name} is being deleted"),
+        ));
+    }
+    if customer.status.as_ref().and_then(|s| s.external_id.as_ref()).is_none() {
+        return Err(Error::waiting(
+            "WaitingForCustomerOrg",
+            format!("CustomerOrg {name} is not provisioned yet"),
+        ));
+    }
+    Ok(customer)
+}
+
 /// The tenant organisation as the spec wants it.
 pub fn desired_org(org: &CustomerOrg) -> OrgDesired {
     OrgDesired {

@@ -69,31 +69,6 @@ fn service_state(state: InstanceState) -> ServiceState {
     }
 }
 
-/// The customer org this subscription belongs to, provisioned (its tenant exists on the endpoint).
-fn provisioned_customer(sub: &CloudServiceSubscription, ctx: &Context) -> Result<std::sync::Arc<CustomerOrg>, Error> {
-    let namespace = sub.namespace().unwrap_or_default();
-    let name = &sub.spec.customer_org_ref.name;
-    let customer = ctx.stores.customer(&namespace, name).ok_or_else(|| {
-        Error::stalled(
-            "CustomerOrgNotFound",
-            format!("CustomerOrg {name} does not exist in namespace {namespace}"),
-        )
-    })?;
-    if customer.metadata.deletion_timestamp.is_some() {
-        return Err(Error::stalled(
-            "CustomerOrgDeleting",
-            format!("CustomerOrg {name} is being deleted"),
-        ));
-    }
-    if customer.status.as_ref().and_then(|s| s.external_id.as_ref()).is_none() {
-        return Err(Error::waiting(
-            "WaitingForCustomerOrg",
-            format!("CustomerOrg {name} is not provisioned yet"),
-        ));
-    }
-    Ok(customer)
-}
-
 impl CloudServiceSubscription {
     fn endpoint_name(&self, customer: &CustomerOrg) -> String {
         self.spec
@@ -162,7 +137,11 @@ impl Managed for CloudServiceSubscription {
     const FINALIZER: Option<&'static str> = Some(FINALIZER);
 
     async fn apply(&self, ctx: &Context) -> Result<Outcome<CloudServiceSubscriptionStatus>, Error> {
-        let customer = provisioned_customer(self, ctx)?;
+        let customer = super::customer_org::provisioned(
+            ctx,
+            &self.namespace().unwrap_or_default(),
+            &self.spec.customer_org_ref.name,
+        )?;
         let endpoint = self.endpoint_name(&customer);
         require_endpoint(&endpoint, ctx)?;
         let contract = self.contract(&endpoint, ctx)?;
@@ -229,18 +208,11 @@ impl Managed for CloudServiceSubscription {
         let Some(customer) = ctx.stores.customer(&namespace, &self.spec.customer_org_ref.name) else {
             return Ok(Cleanup::Done);
         };
-        if self.status.as_ref().and_then(|s| s.external_id.as_ref()).is_none()
-            && create_guard::pending_since(self.annotations()).is_none()
-        {
-            // Never created (and no create in flight): nothing to delete. Still check by name to be safe.
-            if ctx.stores.endpoint(&self.endpoint_name(&customer)).is_none() {
-                return Ok(Cleanup::Done);
-            }
-        }
         let endpoint = self.endpoint_name(&customer);
         if ctx.stores.endpoint(&endpoint).is_none() {
             return Ok(Cleanup::Done);
         }
+        // Delete by name even when no external id was recorded: a create may have landed before a crash.
         let entry = driver_for(&endpoint, ctx).await?;
         match entry
             .driver

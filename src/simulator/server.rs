@@ -73,6 +73,17 @@ impl Shared {
         self.dirty.notify_one();
     }
 
+    /// Counts a create and schedules a save after a PUT, then answers with the object.
+    fn applied<T: Serialize>(&self, applied: Applied, kind: Kind, key: String, view: T, async_op: bool) -> Answer {
+        if applied == Applied::Created {
+            self.stats.created(kind, key);
+        }
+        if applied != Applied::Unchanged {
+            self.changed();
+        }
+        answer(applied_status(applied, async_op), view)
+    }
+
     /// Sleeps, but not past shutdown (a hanging request must not hold the server open).
     async fn pause(&self, duration: Duration) {
         let mut shutdown = self.shutdown.clone();
@@ -379,13 +390,7 @@ async fn put_org(
 ) -> Answer {
     let desired = json_body(body)?;
     let (view, applied) = app.state().put_org(&org, &desired, now)?;
-    if applied == Applied::Created {
-        app.stats.created(Kind::Org, org);
-    }
-    if applied != Applied::Unchanged {
-        app.changed();
-    }
-    answer(applied_status(applied, false), view)
+    app.applied(applied, Kind::Org, org, view, false)
 }
 
 async fn get_org(AxumState(app): AxumState<App>, Path(org): Path<String>) -> Answer {
@@ -422,13 +427,7 @@ async fn put_user(
 ) -> Answer {
     let desired = json_body(body)?;
     let (view, applied) = app.state().put_user(&org, &username, &desired, now, app.provision)?;
-    if applied == Applied::Created {
-        app.stats.created(Kind::User, format!("{org}/{username}"));
-    }
-    if applied != Applied::Unchanged {
-        app.changed();
-    }
-    answer(applied_status(applied, false), view)
+    app.applied(applied, Kind::User, format!("{org}/{username}"), view, false)
 }
 
 async fn get_user(
@@ -465,13 +464,7 @@ async fn put_instance(
 ) -> Answer {
     let desired = json_body(body)?;
     let (view, applied) = app.state().put_instance(&org, &name, &desired, now, app.provision)?;
-    if applied == Applied::Created {
-        app.stats.created(Kind::Instance, format!("{org}/{name}"));
-    }
-    if applied != Applied::Unchanged {
-        app.changed();
-    }
-    answer(applied_status(applied, true), view)
+    app.applied(applied, Kind::Instance, format!("{org}/{name}"), view, true)
 }
 
 async fn get_instance(

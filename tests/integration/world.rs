@@ -5,11 +5,9 @@
 
 use std::net::TcpListener;
 use std::process::{Child, Command, Stdio};
-use std::sync::OnceLock;
 use std::time::Duration;
 
 use k8s_openapi::api::core::v1::{Namespace, Secret};
-use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::api::{Api, ListParams, Patch, PatchParams, PostParams};
 use kube::{Resource, ResourceExt};
 use navigator::api::{CloudEndpoint, CloudServiceSubscription, CommitmentContract, CustomerOrg, ProviderOrg};
@@ -21,41 +19,6 @@ use crate::support::{eventually, shared};
 
 pub const RUN_LABEL: &str = "navigator.test/run";
 pub const TOKEN: &str = "navigator-test-simulator-token";
-
-/// Installs the generated CRDs once per test binary and waits until they are served.
-pub async fn install_crds(client: &kube::Client) {
-    static INSTALLED: OnceLock<()> = OnceLock::new();
-    if INSTALLED.get().is_some() {
-        return;
-    }
-    let crds = Api::<CustomResourceDefinition>::all(client.clone());
-    for crd in navigator::api::crds::all() {
-        crds.patch(
-            &crd.name_any(),
-            &PatchParams::apply("navigator-tests").force(),
-            &Patch::Apply(&crd),
-        )
-        .await
-        .expect("installing a CRD");
-    }
-    for crd in navigator::api::crds::all() {
-        let name = crd.name_any();
-        eventually(
-            Duration::from_secs(60),
-            &format!("CRD {name} to be Established"),
-            || async {
-                let live = crds.get(&name).await.ok()?;
-                live.status?
-                    .conditions?
-                    .iter()
-                    .any(|c| c.type_ == "Established" && c.status == "True")
-                    .then_some(())
-            },
-        )
-        .await;
-    }
-    let _ = INSTALLED.set(());
-}
 
 /// Logs of the processes a test starts, kept after the run (under target/, ignored by git) for diagnosis.
 pub fn log_path(name: &str) -> std::path::PathBuf {
@@ -258,7 +221,7 @@ impl World {
     /// `compute` on the endpoint.
     pub async fn new(prefix: &str, simulator: &Simulator, rate_limit: u32) -> Self {
         let client = shared().client().await;
-        install_crds(&client).await;
+        crate::api::install_crds(&client).await;
         let run = format!("{prefix}-{}", &uuid::Uuid::new_v4().simple().to_string()[..6]);
         let world = World {
             client,
