@@ -3,7 +3,7 @@ SHELL := /bin/bash
 .DEFAULT_GOAL := help
 CARGO ?= cargo
 
-.PHONY: help build controlplane cluster demo test lint generate check-generated ci
+.PHONY: help build controlplane cluster demo test lint generate check-generated ci deps helm-lint
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
@@ -20,13 +20,21 @@ cluster: controlplane ## Start a local control plane on loopback until Ctrl-C
 demo: controlplane ## Show Navigator working end to end on a local control plane (Ctrl-C stops it)
 	scripts/demo.sh
 
-test: controlplane ## Run every unit and integration test against a real control plane
+test: controlplane deps ## Run every unit and integration test against a real control plane
 	scripts/test.sh
 
 lint: ## Formatting, clippy with warnings as errors, generated files unchanged
 	$(CARGO) fmt --all --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 	$(MAKE) --no-print-directory check-generated
+	$(MAKE) --no-print-directory helm-lint
+
+deps: ## Install the system packages the tests need when missing (lua5.1, for the Argo CD health checks)
+	scripts/deps.sh
+
+helm-lint: controlplane ## helm lint --strict on the chart, with its default values and with every option on
+	.cache/bin/helm lint --strict charts/navigator
+	.cache/bin/helm lint --strict charts/navigator --set metrics.serviceMonitor.enabled=true,networkPolicy.enabled=true,rbac.credentialNamespaces={default}
 
 generate: ## Regenerate the CRDs from the Rust types into crds/ and charts/navigator/crds/
 	$(CARGO) run -q --bin navigator -- crds --out-dir crds --out-dir charts/navigator/crds

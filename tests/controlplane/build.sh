@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Builds the test control plane (etcd, kube-apiserver, kube-controller-manager, kubectl) and helm from
+# Builds the test control plane (etcd, kube-apiserver, kube-controller-manager, kubectl), helm and kstatus from
 # their upstream Go modules at the versions pinned in this folder's go.mod files. Binaries land in
 # $NAVIGATOR_BIN (default: .cache/bin at the repository root) and are reused while the stamp matches.
 set -euo pipefail
@@ -31,6 +31,15 @@ build_with_progress() {
 	wait "$pid"
 	say "built $what in $((SECONDS - started))s"
 }
+
+# kstatus (the upstream health rules Flux applies, for the GitOps tests): small, so it has its own stamp and is
+# rebuilt without touching the control plane binaries.
+kstatus_version="$(cd "$here/kstatus" && go list -m -f '{{.Version}}' sigs.k8s.io/cli-utils)"
+kstatus_stamp="cli-utils=$kstatus_version go=$(go env GOVERSION) src=$(cat "$here/kstatus/main.go" "$here/kstatus/go.sum" | cksum | cut -d' ' -f1)"
+if [[ ! -x "$bin/kstatus" || ! -f "$bin/STAMP.kstatus" || "$(cat "$bin/STAMP.kstatus")" != "$kstatus_stamp" ]]; then
+	(cd "$here/kstatus" && CGO_ENABLED=0 build_with_progress "kstatus (cli-utils $kstatus_version)" go build -trimpath -o "$bin/kstatus" .)
+	echo "$kstatus_stamp" >"$bin/STAMP.kstatus"
+fi
 
 if [[ -f "$bin/STAMP" && "$(cat "$bin/STAMP")" == "$stamp" ]] &&
 	for b in etcd kube-apiserver kube-controller-manager kubectl helm; do [[ -x "$bin/$b" ]] || exit 1; done; then
