@@ -5,5 +5,7 @@ pub mod api;
 pub mod billing;
 pub mod controller;
 pub mod endpoint;
+pub mod export;
 pub mod logging;
+pub mod org;
 pub mod simulator;

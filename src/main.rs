@@ -23,6 +23,30 @@ enum Command {
         #[arg(long = "out-dir", value_name = "DIR")]
         out_dir: Vec<std::path::PathBuf>,
     },
+    /// The organisations you hold a role in, and switching between them (sets the kubeconfig namespace).
+    #[command(subcommand)]
+    Org(navigator::org::OrgCommand),
+    /// Invoices: export them as CSV or JSON (needs only read access to them).
+    #[command(subcommand)]
+    Invoice(navigator::export::InvoiceCommand),
+    /// Usage: a CSV report per service, metric and customer from the invoices (needs only read access).
+    #[command(subcommand)]
+    Usage(navigator::export::UsageCommand),
+}
+
+/// Parses the command line. Installed as `kubectl-navigator` it is a kubectl plugin (`kubectl navigator org
+/// list`), and help and errors say so.
+fn parse_cli() -> Cli {
+    use clap::{CommandFactory, FromArgMatches};
+    let invoked_as = std::env::args_os().next().unwrap_or_default();
+    let plugin = std::path::Path::new(&invoked_as)
+        .file_name()
+        .is_some_and(|name| name.to_string_lossy().starts_with("kubectl-"));
+    let mut command = Cli::command();
+    if plugin {
+        command = command.bin_name("kubectl navigator");
+    }
+    Cli::from_arg_matches(&command.get_matches()).unwrap_or_else(|error| error.exit())
 }
 
 #[derive(clap::Args)]
@@ -42,6 +66,41 @@ struct RunArgs {
     /// Reconciles of one kind running at once.
     #[arg(long, default_value_t = 16, value_parser = clap::value_parser!(u16).range(1..=512))]
     concurrency: u16,
+    #[command(flatten)]
+    leader: LeaderElectionArgs,
+}
+
+#[derive(clap::Args)]
+struct LeaderElectionArgs {
+    /// Reconcile only while holding a Lease, so that of several replicas exactly one works and the others
+    /// stand by (ready, idle) to take over.
+    #[arg(long, env = "NAVIGATOR_LEADER_ELECTION")]
+    leader_election: bool,
+    /// Namespace of the leader Lease (in a cluster: the pod's own namespace, from POD_NAMESPACE).
+    #[arg(long, env = "POD_NAMESPACE", default_value = "default")]
+    leader_election_namespace: String,
+    /// Name of the leader Lease; replicas of one installation share it.
+    #[arg(long, default_value = "navigator")]
+    leader_election_lease_name: String,
+    /// How long the lease holds after its last renewal, in seconds: the longest handover after a crash.
+    #[arg(long, default_value_t = 15, value_parser = clap::value_parser!(u64).range(2..=3600))]
+    leader_election_lease_seconds: u64,
+    /// How long before the lease expires the leader renews it, in seconds (less than the lease).
+    #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u64).range(1..=3599))]
+    leader_election_renew_margin_seconds: u64,
+}
+
+impl LeaderElectionArgs {
+    fn election(&self) -> Option<navigator::controller::leader::LeaderElection> {
+        self.leader_election
+            .then(|| navigator::controller::leader::LeaderElection {
+                namespace: self.leader_election_namespace.clone(),
+                lease_name: self.leader_election_lease_name.clone(),
+                identity: navigator::controller::leader::default_identity(),
+                lease_duration: std::time::Duration::from_secs(self.leader_election_lease_seconds),
+                renew_margin: std::time::Duration::from_secs(self.leader_election_renew_margin_seconds),
+            })
+    }
 }
 
 async fn run(args: RunArgs) -> anyhow::Result<()> {
@@ -58,6 +117,7 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
             listen: args.listen,
             settings,
             selector: args.selector,
+            leader_election: args.leader.election(),
         },
     )
     .await
@@ -65,9 +125,12 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    match Cli::parse().command {
+    match parse_cli().command {
         Command::Run(args) => run(args).await,
         Command::Simulator(args) => navigator::simulator::run(args).await,
         Command::Crds { out_dir } => navigator::api::crds::run(&out_dir, &mut std::io::stdout().lock()),
+        Command::Org(command) => navigator::org::run(command, &mut std::io::stdout().lock()).await,
+        Command::Invoice(command) => navigator::export::run_invoice(command, &mut std::io::stdout().lock()).await,
+        Command::Usage(command) => navigator::export::run_usage(command, &mut std::io::stdout().lock()).await,
     }
 }

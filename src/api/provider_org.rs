@@ -228,6 +228,31 @@ pub struct ProviderOrgStatus {
     /// Usage and charges of the current billing period.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub billing: Option<BillingView>,
+    /// For a reseller: what the invoices of the customers attributed to it add up to, for each provider that
+    /// bills them, over that provider's last closed billing period.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub attributed: Vec<AttributedInvoices>,
+}
+
+/// The invoices one provider issued for one billing period to the customers attributed to a reseller.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct AttributedInvoices {
+    /// The ProviderOrg that issued the invoices.
+    pub provider_org: String,
+    /// First day of the billing period (UTC).
+    #[schemars(with = "String", extend("format" = "date"))]
+    pub period_start: jiff::civil::Date,
+    /// Last day of the billing period (UTC), inclusive.
+    #[schemars(with = "String", extend("format" = "date"))]
+    pub period_end: jiff::civil::Date,
+    /// How many invoices.
+    #[schemars(range(min = 0))]
+    pub invoices: i32,
+    /// The sum of their subtotals (before tax).
+    pub subtotal: Money,
+    /// The sum of their totals (with tax).
+    pub total: Money,
 }
 
 /// Service types and endpoints covered by at least one active commitment contract.
@@ -242,7 +267,8 @@ pub struct Entitlements {
     pub endpoints: Vec<String>,
 }
 
-/// The current billing period as Navigator last rated it.
+/// The current billing period as Navigator last rated it. Usage is read up to the last full hour (`asOf`),
+/// so the view changes at most once an hour.
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct BillingView {
@@ -266,9 +292,6 @@ pub struct BillingView {
     /// The five customers with the largest charges this period, largest first.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub top_customers: Vec<CustomerCharges>,
-    /// For a reseller: the total of this period's charges of the customers attributed to it.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub attributed_total: Option<Money>,
 }
 
 /// Usage of one metric of one service.

@@ -1,7 +1,11 @@
 //! Invoice drafts: the lines of one customer for one period, with subtotal, tax and total.
 
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use rust_decimal::Decimal;
 use serde::Serialize;
+
+use crate::api::invoice::{InvoiceSpec, LineItem as ApiLineItem};
+use crate::api::references::{ClusterRef, NamespacedRef};
 
 use super::money::Currency;
 use super::period::{Period, invoice_name};
@@ -95,6 +99,46 @@ impl InvoiceDraft {
             tax,
             total,
         })
+    }
+}
+
+impl InvoiceDraft {
+    /// The spec of the Invoice resource for this draft. It depends only on the draft: `issuedAt` is the end
+    /// of the period (the moment the invoice became due), not the moment it was written, so writing it again
+    /// gives the same object. `provider_namespace` is where the CustomerOrg lives.
+    ///
+    /// The API's price book has flat prices only, so lines carry no band; a band of a graduated price would
+    /// still be its own line with its own unit price.
+    pub fn spec(&self, provider_namespace: &str) -> InvoiceSpec {
+        InvoiceSpec {
+            customer_org_ref: NamespacedRef {
+                name: self.customer.clone(),
+                namespace: provider_namespace.to_owned(),
+            },
+            provider_org_ref: ClusterRef::new(&self.provider),
+            reseller_ref: self.reseller.as_ref().map(ClusterRef::new),
+            period_start: self.period.start_date(),
+            period_end: self.period.last_day(),
+            issued_at: Time(self.period.end()),
+            currency: self.currency.code().to_owned(),
+            line_items: self
+                .lines
+                .iter()
+                .map(|l| ApiLineItem {
+                    subscription: l.subscription.clone(),
+                    service: l.service.clone(),
+                    metric: l.metric.clone(),
+                    quantity: l.quantity,
+                    unit: l.unit.clone(),
+                    unit_price: l.unit_price,
+                    amount: l.amount,
+                })
+                .collect(),
+            subtotal: self.subtotal,
+            tax_rate: self.tax_rate,
+            tax: self.tax,
+            total: self.total,
+        }
     }
 }
 

@@ -37,12 +37,11 @@ mod tests;
 
 pub use burndown::{BurnDown, BurnDownError, Term, TermPhase, burn_down};
 pub use export::{
-    INVOICE_CSV_HEADER, USAGE_CSV_HEADER, invoices_csv, invoices_json, usage_report_csv, write_invoices_csv,
-    write_invoices_json, write_usage_report_csv,
+    ExportError, INVOICE_CSV_HEADER, USAGE_CSV_HEADER, invoices_csv, invoices_json, spreadsheet_text, usage_report_csv,
 };
 pub use invoice::{InvoiceDraft, InvoiceHeader, draft_invoice};
 pub use money::{Currency, UnknownCurrency};
-pub use period::{BillingCycle, Period, PeriodError, invoice_name, is_dns1123_label};
+pub use period::{BillingCycle, Period, PeriodError, invoice_name, is_dns1123_label, period_label};
 pub use price::{Price, PriceBook, PriceBookError, Tier};
 pub use rating::{LineItem, RatingError, UsageRecord, rate};
 pub use views::{

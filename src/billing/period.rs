@@ -47,12 +47,22 @@ impl Period {
     /// A short label for the period: `2026-11` for a period starting on the 1st of November 2026,
     /// `2026-11-15` for one starting on the 15th. Distinct periods of one cycle have distinct labels.
     pub fn label(&self) -> String {
-        let d = self.start_date;
-        if d.day() == 1 {
-            format!("{:04}-{:02}", d.year(), d.month())
-        } else {
-            format!("{:04}-{:02}-{:02}", d.year(), d.month(), d.day())
-        }
+        period_label(self.start_date)
+    }
+    /// The last day of the period (inclusive), in the billing time zone: the day before `end_date`.
+    pub fn last_day(&self) -> Date {
+        self.end_date.saturating_sub(jiff::ToSpan::day(1))
+    }
+}
+
+/// The label of the period that starts on `start_date`: `2026-11` when it starts on the 1st of the month,
+/// `2026-11-15` otherwise (see [`Period::label`]). Invoices carry it, and exports select periods by it.
+pub fn period_label(start_date: Date) -> String {
+    let d = start_date;
+    if d.day() == 1 {
+        format!("{:04}-{:02}", d.year(), d.month())
+    } else {
+        format!("{:04}-{:02}-{:02}", d.year(), d.month(), d.day())
     }
 }
 
@@ -258,6 +268,8 @@ mod tests {
         assert_eq!(p.end(), ts("2026-12-01T00:00:00Z"));
         assert_eq!((p.start_date(), p.end_date()), (date(2026, 11, 1), date(2026, 12, 1)));
         assert_eq!(p.label(), "2026-11");
+        assert_eq!(p.last_day(), date(2026, 11, 30));
+        assert_eq!(period_label(date(2026, 11, 15)), "2026-11-15");
         // Bounds: the start belongs to the period, the end to the next one.
         assert_eq!(cycle.period_containing(ts("2026-11-01T00:00:00Z")).unwrap(), p);
         assert_eq!(

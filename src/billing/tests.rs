@@ -309,6 +309,13 @@ fn overflow_is_an_error_not_a_panic() {
     ));
 }
 
+/// The Invoice resource written for `draft`, in the customer namespace `cloud-<customer>`.
+fn resource(draft: &InvoiceDraft) -> crate::api::Invoice {
+    let mut invoice = crate::api::Invoice::new(&draft.name, draft.spec("cloud"));
+    invoice.metadata.namespace = Some(format!("cloud-{}", draft.customer));
+    invoice
+}
+
 #[test]
 fn resellers_are_carried_and_totalled() {
     let mut h = header("acme", "EUR", "0.19");
@@ -329,18 +336,63 @@ fn resellers_are_carried_and_totalled() {
     )
     .unwrap();
     let direct = draft_invoice(header("initech", "EUR", "0.19"), &[], &book()).unwrap();
-    let totals = reseller_totals(&[acme, direct, globex]).unwrap();
+    let specs = [acme.spec("cloud"), direct.spec("cloud"), globex.spec("cloud")];
+    assert_eq!(
+        specs[0].reseller_ref.as_ref().map(|r| r.name.as_str()),
+        Some("resellco")
+    );
+    let totals = reseller_totals(&specs).unwrap();
     // 72.00 + 5.00 = 77.00 before tax; 85.68 + 5.95 = 91.63 with it.
     assert_eq!(
         totals,
         vec![ResellerTotal {
             reseller: "resellco".into(),
-            currency: cur("EUR"),
+            provider: "cloudco".into(),
+            period_start: jiff::civil::date(2026, 11, 1),
+            period_end: jiff::civil::date(2026, 11, 30),
+            currency: "EUR".into(),
             invoices: 2,
             subtotal: d("77.00"),
             total: d("91.63")
         }]
     );
+}
+
+#[test]
+fn the_invoice_resource_depends_only_on_the_draft() {
+    let mut h = header("acme", "EUR", "0.19");
+    h.reseller = Some("resellco".into());
+    let records = [usage("acme", "vm1", "compute", "vcpu-hours", "vCPU-h", "1440")];
+    let draft = draft_invoice(h.clone(), &records, &book()).unwrap();
+    let spec = draft.spec("cloud");
+    assert_eq!(spec, draft_invoice(h, &records, &book()).unwrap().spec("cloud"));
+    assert_eq!(
+        (
+            spec.customer_org_ref.name.as_str(),
+            spec.customer_org_ref.namespace.as_str()
+        ),
+        ("acme", "cloud")
+    );
+    assert_eq!(spec.provider_org_ref.name, "cloudco");
+    assert_eq!(
+        (spec.period_start, spec.period_end),
+        (jiff::civil::date(2026, 11, 1), jiff::civil::date(2026, 11, 30))
+    );
+    assert_eq!(
+        spec.issued_at.0,
+        "2026-12-01T00:00:00Z".parse::<Timestamp>().unwrap(),
+        "issued when the period ends"
+    );
+    assert_eq!(spec.line_items.len(), 1);
+    assert_eq!(spec.line_items[0].amount.to_string(), "72.00");
+    assert_eq!(
+        (spec.subtotal, spec.tax, spec.total),
+        (d("72.00"), d("13.68"), d("85.68"))
+    );
+    // The resource's schema takes it: every decimal is a string the pattern accepts.
+    let json = serde_json::to_value(&spec).unwrap();
+    assert_eq!(json["lineItems"][0]["unitPrice"], "0.05");
+    assert_eq!(json["issuedAt"], "2026-12-01T00:00:00Z");
 }
 
 #[test]
@@ -414,56 +466,67 @@ fn estimate_summarises_per_metric_and_customer() {
 #[test]
 fn invoice_csv_is_rfc_4180_with_a_header_and_one_row_per_line() {
     let mut h = header("acme", "EUR", "0.19");
-    h.reseller = Some("resell, \"best\" co".into());
+    h.reseller = Some("resell-co".into());
     let records = [
         usage("acme", "vm1", "compute", "vcpu-hours", "vCPU-h", "1440"),
         usage("acme", "vm1", "compute", "memory-gib-hours", "GiB-h", "2880"),
         usage("acme", "edge", "network", "egress-gib", "GiB", "12345.5"),
     ];
-    let inv = draft_invoice(h, &records, &book()).unwrap();
-    let empty = draft_invoice(header("globex", "EUR", "0"), &[], &book()).unwrap();
-    let csv = invoices_csv(&[inv, empty]);
-    let expected = concat!(
-        "invoice,customer,provider,reseller,period_first_day,period_last_day,currency,subscription,service,metric,",
-        "tier,quantity,unit,unit_price,amount,invoice_subtotal,tax_rate,invoice_tax,invoice_total\r\n",
-        "acme-2026-11,acme,cloudco,\"resell, \"\"best\"\" co\",2026-11-01,2026-11-30,EUR,edge,network,egress-gib,",
-        "1,100,GiB,0.10,10.00,735.08,0.19,139.67,874.75\r\n",
-        "acme-2026-11,acme,cloudco,\"resell, \"\"best\"\" co\",2026-11-01,2026-11-30,EUR,edge,network,egress-gib,",
-        "2,400,GiB,0.08,32.00,735.08,0.19,139.67,874.75\r\n",
-        "acme-2026-11,acme,cloudco,\"resell, \"\"best\"\" co\",2026-11-01,2026-11-30,EUR,edge,network,egress-gib,",
-        "3,11845.5,GiB,0.05,592.28,735.08,0.19,139.67,874.75\r\n",
-        "acme-2026-11,acme,cloudco,\"resell, \"\"best\"\" co\",2026-11-01,2026-11-30,EUR,vm1,compute,",
-        "memory-gib-hours,,2880,GiB-h,0.01,28.80,735.08,0.19,139.67,874.75\r\n",
-        "acme-2026-11,acme,cloudco,\"resell, \"\"best\"\" co\",2026-11-01,2026-11-30,EUR,vm1,compute,vcpu-hours,",
-        ",1440,vCPU-h,0.05,72.00,735.08,0.19,139.67,874.75\r\n",
-        "globex-2026-11,globex,cloudco,,2026-11-01,2026-11-30,EUR,,,,,,,,,0.00,0,0.00,0.00\r\n",
-    );
+    let inv = resource(&draft_invoice(h, &records, &book()).unwrap());
+    let empty = resource(&draft_invoice(header("globex", "EUR", "0"), &[], &book()).unwrap());
+    let csv = invoices_csv(&[inv, empty]).unwrap();
+    let acme = "acme-2026-11,cloud-acme,acme,cloudco,resell-co,2026-11-01,2026-11-30,2026-12-01T00:00:00Z,EUR";
+    let acme_totals = "735.08,0.19,139.67,874.75\r\n";
+    let expected = [
+        "invoice,namespace,customer,provider,reseller,period_first_day,period_last_day,issued_at,currency,\
+         subscription,service,metric,quantity,unit,unit_price,amount,invoice_subtotal,tax_rate,invoice_tax,\
+         invoice_total\r\n"
+            .to_owned(),
+        format!("{acme},edge,network,egress-gib,100,GiB,0.10,10.00,{acme_totals}"),
+        format!("{acme},edge,network,egress-gib,400,GiB,0.08,32.00,{acme_totals}"),
+        format!("{acme},edge,network,egress-gib,11845.5,GiB,0.05,592.28,{acme_totals}"),
+        format!("{acme},vm1,compute,memory-gib-hours,2880,GiB-h,0.01,28.80,{acme_totals}"),
+        format!("{acme},vm1,compute,vcpu-hours,1440,vCPU-h,0.05,72.00,{acme_totals}"),
+        "globex-2026-11,cloud-globex,globex,cloudco,,2026-11-01,2026-11-30,2026-12-01T00:00:00Z,EUR,,,,,,,,\
+         0.00,0,0.00,0.00\r\n"
+            .to_owned(),
+    ]
+    .concat();
     // 11,845.5 × 0.05 = 592.275 → 592.28 (half to even); subtotal 10.00 + 32.00 + 592.28 + 28.80 + 72.00 =
     // 735.08; tax 735.08 × 0.19 = 139.6652 → 139.67.
     assert_eq!(csv, expected);
-    let mut written = Vec::new();
-    write_invoices_csv(&mut written, &[]).unwrap();
-    assert_eq!(
-        String::from_utf8(written).unwrap(),
-        INVOICE_CSV_HEADER.join(",") + "\r\n"
+    assert_eq!(invoices_csv(&[]).unwrap(), INVOICE_CSV_HEADER.join(",") + "\r\n");
+}
+
+#[test]
+fn csv_quotes_what_needs_quoting_and_guards_formulas() {
+    let book = PriceBook::new([Price::flat("compute", "vcpu-hours", "=1+1, \"hours\"", d("1"))]).unwrap();
+    let records = [usage("acme", "vm1", "compute", "vcpu-hours", "=1+1, \"hours\"", "2")];
+    let inv = resource(&draft_invoice(header("acme", "EUR", "0"), &records, &book).unwrap());
+    let csv = invoices_csv(std::slice::from_ref(&inv)).unwrap();
+    let row = csv.lines().nth(1).unwrap();
+    assert!(
+        row.contains(",vm1,compute,vcpu-hours,2,\"'=1+1, \"\"hours\"\"\",1,2.00,"),
+        "{row}"
     );
+    let report = usage_report_csv(&[inv]).unwrap();
+    assert!(report.contains("\"'=1+1, \"\"hours\"\"\""), "{report}");
 }
 
 #[test]
 fn invoice_json_keeps_decimals_as_strings() {
     let records = [usage("acme", "vm1", "compute", "vcpu-hours", "vCPU-h", "1440")];
-    let inv = draft_invoice(header("acme", "EUR", "0.19"), &records, &book()).unwrap();
+    let inv = resource(&draft_invoice(header("acme", "EUR", "0.19"), &records, &book()).unwrap());
     let json: serde_json::Value = serde_json::from_str(&invoices_json(&[inv]).unwrap()).unwrap();
     let inv = &json[0];
     assert_eq!(inv["name"], "acme-2026-11");
+    assert_eq!(inv["namespace"], "cloud-acme");
     assert_eq!(inv["currency"], "EUR");
-    assert_eq!(inv["reseller"], serde_json::Value::Null);
-    assert_eq!(inv["period"]["startDate"], "2026-11-01");
-    assert_eq!(inv["period"]["endDate"], "2026-12-01");
-    assert_eq!(inv["period"]["start"], "2026-11-01T00:00:00Z");
-    assert_eq!(inv["lines"][0]["unitPrice"], "0.05");
-    assert_eq!(inv["lines"][0]["amount"], "72.00");
-    assert!(inv["lines"][0].get("tier").is_none());
+    assert!(inv.get("resellerRef").is_none());
+    assert_eq!(inv["periodStart"], "2026-11-01");
+    assert_eq!(inv["periodEnd"], "2026-11-30");
+    assert_eq!(inv["lineItems"][0]["unitPrice"], "0.05");
+    assert_eq!(inv["lineItems"][0]["amount"], "72.00");
     assert_eq!(
         (&inv["subtotal"], &inv["taxRate"], &inv["tax"], &inv["total"]),
         (&"72.00".into(), &"0.19".into(), &"13.68".into(), &"85.68".into())
@@ -472,22 +535,28 @@ fn invoice_json_keeps_decimals_as_strings() {
 
 #[test]
 fn usage_report_csv_adds_up_per_customer_and_price() {
-    let records = [
+    let acme = [
         usage("acme", "vm1", "compute", "vcpu-hours", "vCPU-h", "100"),
         usage("acme", "vm2", "compute", "vcpu-hours", "vCPU-h", "50.5"),
+    ];
+    let globex = [
         usage("globex", "edge", "network", "egress-gib", "GiB", "150"),
         usage("globex", "lb", "network", "egress-gib", "GiB", "20"),
     ];
-    let lines = rate(&records, &book(), cur("EUR")).unwrap();
-    let csv = usage_report_csv(&lines, cur("EUR")).unwrap();
-    // 50.5 × 0.05 = 2.525 → 2.52, plus 5.00.
+    let invoices = [
+        resource(&draft_invoice(header("acme", "EUR", "0.19"), &acme, &book()).unwrap()),
+        resource(&draft_invoice(header("globex", "EUR", "0.19"), &globex, &book()).unwrap()),
+    ];
+    let csv = usage_report_csv(&invoices).unwrap();
+    // 50.5 × 0.05 = 2.525 → 2.52, plus 5.00. Graduated bands are per subscription: edge 100 at 0.10 and 50
+    // at 0.08, lb 20 at 0.10.
     assert_eq!(
         csv,
         concat!(
-            "service,metric,customer,quantity,unit,unit_price,amount,currency\r\n",
-            "compute,vcpu-hours,acme,150.5,vCPU-h,0.05,7.52,EUR\r\n",
-            "network,egress-gib,globex,50,GiB,0.08,4.00,EUR\r\n",
-            "network,egress-gib,globex,120,GiB,0.10,12.00,EUR\r\n",
+            "service,metric,customer,quantity,unit,unit_price,amount,currency,period_first_day,period_last_day\r\n",
+            "compute,vcpu-hours,acme,150.5,vCPU-h,0.05,7.52,EUR,2026-11-01,2026-11-30\r\n",
+            "network,egress-gib,globex,50,GiB,0.08,4.00,EUR,2026-11-01,2026-11-30\r\n",
+            "network,egress-gib,globex,120,GiB,0.10,12.00,EUR,2026-11-01,2026-11-30\r\n",
         )
     );
 }

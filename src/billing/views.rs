@@ -4,10 +4,12 @@
 
 use std::collections::BTreeMap;
 
+use jiff::civil::Date;
 use rust_decimal::Decimal;
 use serde::Serialize;
 
-use super::invoice::InvoiceDraft;
+use crate::api::invoice::InvoiceSpec;
+
 use super::money::Currency;
 use super::price::PriceBook;
 use super::rating::{LineItem, RatingError, UsageRecord, rate};
@@ -52,16 +54,22 @@ pub struct ChargeEstimate {
     pub top_customers: Vec<CustomerCharge>,
 }
 
-/// What the invoices attributed to one reseller add up to.
+/// What the invoices one provider issued for one period to the customers attributed to one reseller add up
+/// to, in one currency.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ResellerTotal {
     /// The reseller organisation.
     pub reseller: String,
+    /// The provider organisation that issued the invoices.
+    pub provider: String,
+    /// The first and last day of the billing period.
+    pub period_start: Date,
+    pub period_end: Date,
     /// The currency of the amounts.
-    pub currency: Currency,
+    pub currency: String,
     /// How many invoices.
-    pub invoices: usize,
+    pub invoices: u32,
     /// The sum of their subtotals (before tax).
     pub subtotal: Decimal,
     /// The sum of their totals (with tax).
@@ -149,33 +157,38 @@ pub fn estimate_charges(
     })
 }
 
-/// Totals per reseller of the invoices attributed to one (invoices without a reseller are left out),
-/// sorted by reseller then currency; invoices in different currencies are never added together.
-pub fn reseller_totals(invoices: &[InvoiceDraft]) -> Result<Vec<ResellerTotal>, RatingError> {
-    let mut sums: BTreeMap<(&str, Currency), ResellerTotal> = BTreeMap::new();
+/// Totals of the invoices attributed to a reseller (invoices without a reseller are left out), per reseller,
+/// issuing provider, period and currency, sorted by those keys; invoices in different currencies are never
+/// added together. The amounts on invoices are already rounded, so the sums are exact.
+pub fn reseller_totals<'a>(
+    invoices: impl IntoIterator<Item = &'a InvoiceSpec>,
+) -> Result<Vec<ResellerTotal>, RatingError> {
+    type Key<'a> = (&'a str, &'a str, Date, Date, &'a str);
+    let mut sums: BTreeMap<Key<'a>, ResellerTotal> = BTreeMap::new();
     for invoice in invoices {
-        let Some(reseller) = invoice.reseller.as_deref() else {
+        let Some(reseller) = invoice.reseller_ref.as_ref() else {
             continue;
         };
-        let entry = sums
-            .entry((reseller, invoice.currency))
-            .or_insert_with(|| ResellerTotal {
-                reseller: reseller.to_owned(),
-                currency: invoice.currency,
-                invoices: 0,
-                subtotal: Decimal::ZERO,
-                total: Decimal::ZERO,
-            });
+        let key = (
+            reseller.name.as_str(),
+            invoice.provider_org_ref.name.as_str(),
+            invoice.period_start,
+            invoice.period_end,
+            invoice.currency.as_str(),
+        );
+        let entry = sums.entry(key).or_insert_with(|| ResellerTotal {
+            reseller: reseller.name.clone(),
+            provider: invoice.provider_org_ref.name.clone(),
+            period_start: invoice.period_start,
+            period_end: invoice.period_end,
+            currency: invoice.currency.clone(),
+            invoices: 0,
+            subtotal: Decimal::ZERO,
+            total: Decimal::ZERO,
+        });
         entry.invoices += 1;
         entry.subtotal = add(entry.subtotal, invoice.subtotal)?;
         entry.total = add(entry.total, invoice.total)?;
     }
-    Ok(sums
-        .into_values()
-        .map(|mut t| {
-            t.subtotal = t.currency.round(t.subtotal);
-            t.total = t.currency.round(t.total);
-            t
-        })
-        .collect())
+    Ok(sums.into_values().collect())
 }

@@ -17,6 +17,7 @@ use super::reconciler::{Managed, Outcome};
 use crate::api::CloudEndpoint;
 use crate::api::cloud_endpoint::{CloudEndpointStatus, EndpointDriver, EndpointMetric, EndpointService};
 use crate::api::common::parse_duration;
+use crate::endpoint::http::RequestObserver;
 use crate::endpoint::{Driver, EndpointInfo, HttpDriver, HttpDriverConfig};
 
 crate::impl_object!(CloudEndpoint, CloudEndpointStatus, cluster);
@@ -127,20 +128,25 @@ async fn refresh_driver(endpoint: &CloudEndpoint, ctx: &Context) -> Result<Drive
                 ),
             )
         })?;
-    let entry = DriverEntry {
-        built_from,
-        driver: build_driver(endpoint, token)?,
-        poll: poll_interval(endpoint),
-    };
-    ctx.drivers.insert(&name, entry.clone());
-    Ok(entry)
+    // Concurrent first reconciles after a start all get here; only one driver is kept.
+    ctx.drivers.get_or_insert(&name, &built_from.clone(), || {
+        Ok(DriverEntry {
+            built_from,
+            driver: build_driver(endpoint, token, Some(ctx.metrics.endpoint_observer(&name)))?,
+            poll: poll_interval(endpoint),
+        })
+    })
 }
 
 fn poll_interval(endpoint: &CloudEndpoint) -> Duration {
     parse_duration(&endpoint.spec.poll_interval).unwrap_or(Duration::from_secs(30))
 }
 
-fn build_driver(endpoint: &CloudEndpoint, token: String) -> Result<Arc<dyn Driver>, Error> {
+fn build_driver(
+    endpoint: &CloudEndpoint,
+    token: String,
+    observer: Option<Arc<dyn RequestObserver>>,
+) -> Result<Arc<dyn Driver>, Error> {
     let spec = &endpoint.spec;
     match spec.driver {
         EndpointDriver::Simulator | EndpointDriver::Http => {
@@ -149,6 +155,7 @@ fn build_driver(endpoint: &CloudEndpoint, token: String) -> Result<Arc<dyn Drive
             config.rate_limit_per_second = u32::try_from(spec.rate_limit.requests_per_second).unwrap_or(1).max(1);
             config.max_concurrent = usize::try_from(spec.max_concurrent_operations).unwrap_or(1).max(1);
             config.timeout = parse_duration(&spec.request_timeout).unwrap_or(Duration::from_secs(30));
+            config.observer = observer;
             Ok(Arc::new(HttpDriver::new(config)?))
         }
         EndpointDriver::CloudDirector => Err(Error::stalled(

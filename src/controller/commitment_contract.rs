@@ -1,11 +1,14 @@
-//! CommitmentContract: its phase (Pending, Active, Expired) from its dates, re-evaluated at each boundary.
+//! CommitmentContract: its phase (Pending, Active, Expired) from its dates, re-evaluated at each boundary,
+//! and its consumption, remaining commitment and forecast (see [`super::billing_views`]).
 
 use std::time::Duration;
 
 use async_trait::async_trait;
 use jiff::civil::Date;
 use jiff::tz::TimeZone;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
+use super::billing_views;
 use super::conditions::Phase;
 use super::context::Context;
 use super::entitlement;
@@ -33,19 +36,37 @@ impl Managed for CommitmentContract {
             ContractPhase::Pending => ("Pending", format!("signed; in force from {start}")),
             ContractPhase::Expired => ("Expired", format!("ended on {end}")),
         };
-        let outcome = Outcome::new(
-            status,
-            Phase::Ready {
-                reason: reason.into(),
-                message,
-            },
-        );
-        Ok(
-            match entitlement::next_boundary(&self.spec, today).and_then(|day| until_day(ctx, day)) {
-                Some(until) => outcome.requeue_after(until.min(ctx.settings.resync)),
-                None => outcome.requeue_after(ctx.settings.resync),
-            },
-        )
+        let mut outcome_phase = Phase::Ready {
+            reason: reason.into(),
+            message,
+        };
+        let mut requeue = entitlement::next_boundary(&self.spec, today)
+            .and_then(|day| until_day(ctx, day))
+            .map_or(ctx.settings.resync, |until| until.min(ctx.settings.resync));
+
+        // Consumption against the commitment, as of the last full hour. Once the term is over it is final:
+        // read it once more after expiry, then keep it.
+        let final_already = phase == ContractPhase::Expired
+            && status.consumed.is_some()
+            && status.observed_generation == self.metadata.generation
+            && billing_views::term(&self.spec).is_ok_and(|t| status.as_of.as_ref().is_some_and(|a| a.0 == t.end()));
+        if phase == ContractPhase::Pending {
+            (status.as_of, status.consumed, status.remaining, status.forecast) = (None, None, None, None);
+        } else if !final_already {
+            match billing_views::contract_view(self, ctx).await {
+                Ok(view) => {
+                    status.as_of = Some(Time(view.as_of));
+                    status.consumed = Some(view.consumed);
+                    status.remaining = Some(view.remaining);
+                    status.forecast = view.forecast;
+                }
+                Err(error) => outcome_phase = billing_views::about("consumption", error.phase()),
+            }
+        }
+        if phase == ContractPhase::Active {
+            requeue = requeue.min(billing_views::until_next_refresh(ctx.clock.now()));
+        }
+        Ok(Outcome::new(status, outcome_phase).requeue_after(requeue))
     }
 }
 

@@ -12,7 +12,9 @@ use kube::runtime::reflector::{ObjectRef, Store};
 use super::clock::Clock;
 use super::metrics::Metrics;
 use super::schedule::Backoff;
-use crate::api::{AccessGrant, CloudEndpoint, CloudServiceSubscription, CommitmentContract, CustomerOrg, ProviderOrg};
+use crate::api::{
+    AccessGrant, CloudEndpoint, CloudServiceSubscription, CommitmentContract, CustomerOrg, ProviderOrg, SupportRequest,
+};
 use crate::endpoint::Driver;
 
 /// Operator-wide timing and sizing.
@@ -54,6 +56,7 @@ pub struct Stores {
     pub customers: Store<CustomerOrg>,
     pub subscriptions: Store<CloudServiceSubscription>,
     pub grants: Store<AccessGrant>,
+    pub support_requests: Store<SupportRequest>,
 }
 
 impl Stores {
@@ -103,15 +106,22 @@ impl Drivers {
         self.entries.read().expect("drivers").get(endpoint).cloned()
     }
 
-    pub fn insert(&self, endpoint: &str, entry: DriverEntry) {
-        self.entries
-            .write()
-            .expect("drivers")
-            .insert(endpoint.to_string(), entry);
-    }
-
-    pub fn remove(&self, endpoint: &str) {
-        self.entries.write().expect("drivers").remove(endpoint);
+    /// Keeps the entry already built from the same endpoint spec and credentials if another reconcile got
+    /// there first, so there is never more than one driver (one rate limiter) per endpoint; else stores
+    /// `build()`'s. Returns the entry in use.
+    pub fn get_or_insert(
+        &self,
+        endpoint: &str,
+        built_from: &str,
+        build: impl FnOnce() -> Result<DriverEntry, super::error::Error>,
+    ) -> Result<DriverEntry, super::error::Error> {
+        let mut entries = self.entries.write().expect("drivers");
+        if let Some(entry) = entries.get(endpoint).filter(|e| e.built_from == built_from) {
+            return Ok(entry.clone());
+        }
+        let entry = build()?;
+        entries.insert(endpoint.to_string(), entry.clone());
+        Ok(entry)
     }
 }
 

@@ -3,6 +3,8 @@
 //! Each kind's file holds only what is particular to it (what `apply` and `cleanup` do); conditions,
 //! finalizers, status writes, events, requeues and backoff are the reconciler's, the same for all.
 
+pub mod access_grant;
+pub mod billing_views;
 pub mod clock;
 pub mod cloud_endpoint;
 pub mod commitment_contract;
@@ -12,13 +14,17 @@ pub mod create_guard;
 pub mod customer_org;
 pub mod entitlement;
 pub mod error;
+pub mod invoicing;
+pub mod leader;
 pub mod metrics;
 pub mod namespaces;
 pub mod provider_org;
+pub mod quota;
 pub mod reconciler;
 pub mod schedule;
 pub mod server;
 pub mod subscription;
+pub mod support_request;
 pub mod wake;
 
 use std::hash::{Hash, Hasher};
@@ -33,7 +39,9 @@ use kube::runtime::{WatchStreamExt, watcher};
 use kube::{CustomResourceExt, Resource};
 use tracing::info;
 
-use crate::api::{AccessGrant, CloudEndpoint, CloudServiceSubscription, CommitmentContract, CustomerOrg, ProviderOrg};
+use crate::api::{
+    AccessGrant, CloudEndpoint, CloudServiceSubscription, CommitmentContract, CustomerOrg, ProviderOrg, SupportRequest,
+};
 use context::{Context, Settings, Stores};
 use reconciler::{Managed, error_policy, reconcile};
 
@@ -44,6 +52,8 @@ pub struct RunOptions {
     pub settings: Settings,
     /// Only objects whose labels match this selector are seen (for sharding, or instances side by side).
     pub selector: Option<String>,
+    /// Reconcile only while holding this Lease (several replicas, one leader); always when `None`.
+    pub leader_election: Option<leader::LeaderElection>,
 }
 
 /// Checks that every Navigator CRD is installed, with one cheap list per kind, so a missing CRD is a clear
@@ -71,6 +81,8 @@ pub async fn check_crds(client: &kube::Client) -> anyhow::Result<()> {
     check::<CustomerOrg>(client).await?;
     check::<CloudServiceSubscription>(client).await?;
     check::<AccessGrant>(client).await?;
+    check::<SupportRequest>(client).await?;
+    check::<crate::api::Invoice>(client).await?;
     Ok(())
 }
 
@@ -92,9 +104,16 @@ fn watched<K: Managed>(
     writer: reflector::store::Writer<K>,
     on_change: impl Fn(&K) + Send + 'static,
 ) -> impl futures::Stream<Item = Result<K, watcher::Error>> + Send + 'static {
+    let kind = K::kind(&()).to_string();
+    server::CacheSync::global().expect(&kind);
     watcher(Api::<K>::all(client.clone()), config.clone())
         .default_backoff()
         .reflect(writer)
+        .inspect_ok(move |event| {
+            if matches!(event, watcher::Event::InitDone) {
+                server::CacheSync::global().synced(&kind);
+            }
+        })
         .applied_objects()
         .inspect_ok(move |obj| on_change(obj))
         .predicate_filter(change_key, Default::default())
@@ -132,21 +151,30 @@ pub async fn run(client: kube::Client, options: RunOptions) -> anyhow::Result<()
     let (contracts, contracts_writer) = reflector::store::<CommitmentContract>();
     let (customers, customers_writer) = reflector::store::<CustomerOrg>();
     let (subscriptions, subscriptions_writer) = reflector::store::<CloudServiceSubscription>();
-    // AccessGrants have no controller yet; the cache is kept for those that read them.
     let (grants, grants_writer) = reflector::store::<AccessGrant>();
+    let (support_requests, support_requests_writer) = reflector::store::<SupportRequest>();
     let stores = Stores {
         endpoints: endpoints.clone(),
         providers: providers.clone(),
         contracts: contracts.clone(),
         customers: customers.clone(),
         subscriptions: subscriptions.clone(),
-        grants,
+        grants: grants.clone(),
+        support_requests: support_requests.clone(),
     };
     let (wake_customers, customers_to_wake) = futures::channel::mpsc::unbounded();
     let (wake_subscriptions, subscriptions_to_wake) = futures::channel::mpsc::unbounded();
+    let (wake_grants, grants_to_wake) = futures::channel::mpsc::unbounded();
+    let (wake_support_requests, support_requests_to_wake) = futures::channel::mpsc::unbounded();
+    let (wake_providers, providers_to_wake) = futures::channel::mpsc::unbounded();
+    let (wake_contracts, contracts_to_wake) = futures::channel::mpsc::unbounded();
     let wakers = wake::Wakers {
         customers: wake_customers,
         subscriptions: wake_subscriptions,
+        grants: wake_grants,
+        support_requests: wake_support_requests,
+        providers: wake_providers,
+        contracts: wake_contracts,
     };
 
     let endpoint_events = watched(
@@ -179,10 +207,8 @@ pub async fn run(client: kube::Client, options: RunOptions) -> anyhow::Result<()
         subscriptions_writer,
         |_: &CloudServiceSubscription| {},
     );
-    let grant_events = watcher(Api::<AccessGrant>::all(client.clone()), config.clone())
-        .default_backoff()
-        .reflect(grants_writer)
-        .for_each(|_| futures::future::ready(()));
+    let grant_events = watched(&client, &config, grants_writer, |_: &AccessGrant| {});
+    let support_request_events = watched(&client, &config, support_requests_writer, |_: &SupportRequest| {});
 
     let metrics = Arc::new(metrics::Metrics::default());
     let ctx = Arc::new(Context::new(
@@ -193,13 +219,20 @@ pub async fn run(client: kube::Client, options: RunOptions) -> anyhow::Result<()
         metrics,
     ));
 
-    let server = server::serve(options.listen, ctx.clone());
+    let leadership = Arc::new(leader::Leadership::new(ctx.metrics.leader.clone()));
+    let server = server::serve(options.listen, ctx.clone(), leadership.clone());
     let gauges = metrics_loop(ctx.clone());
     info!(listen = %options.listen, "navigator controllers starting");
     let controllers = futures::future::join_all([
         drive(Controller::for_stream(endpoint_events, endpoints), ctx.clone()),
-        drive(Controller::for_stream(provider_events, providers), ctx.clone()),
-        drive(Controller::for_stream(contract_events, contracts), ctx.clone()),
+        drive(
+            Controller::for_stream(provider_events, providers).reconcile_on(providers_to_wake),
+            ctx.clone(),
+        ),
+        drive(
+            Controller::for_stream(contract_events, contracts).reconcile_on(contracts_to_wake),
+            ctx.clone(),
+        ),
         drive(
             Controller::for_stream(customer_events, customers).reconcile_on(customers_to_wake),
             ctx.clone(),
@@ -208,10 +241,23 @@ pub async fn run(client: kube::Client, options: RunOptions) -> anyhow::Result<()
             Controller::for_stream(subscription_events, subscriptions).reconcile_on(subscriptions_to_wake),
             ctx.clone(),
         ),
+        drive(
+            Controller::for_stream(grant_events, grants).reconcile_on(grants_to_wake),
+            ctx.clone(),
+        ),
+        drive(
+            Controller::for_stream(support_request_events, support_requests).reconcile_on(support_requests_to_wake),
+            ctx.clone(),
+        ),
     ]);
+    // The watches and controllers run only while this instance leads (always, without leader election);
+    // nothing above has touched the API server beyond the CRD check.
+    let work = async {
+        controllers.await;
+        info!("controllers stopped");
+    };
     tokio::select! {
-        _ = controllers => info!("controllers stopped"),
-        _ = grant_events => {},
+        result = leadership.run_while_leading(client.clone(), options.leader_election.as_ref(), work) => result?,
         result = server => result?,
         _ = gauges => {},
     }

@@ -1,4 +1,5 @@
-//! ProviderOrg: the provider's namespace, its administrators' RoleBinding, and what it is entitled to.
+//! ProviderOrg: the provider's namespace, its administrators' RoleBinding, what it is entitled to, and its
+//! billing: invoices for each closed period, the current period's view, and what is attributed to it.
 
 use async_trait::async_trait;
 use kube::ResourceExt;
@@ -9,6 +10,7 @@ use super::entitlement;
 use super::error::Error;
 use super::namespaces::{self, PROVIDER_ORG_LABEL};
 use super::reconciler::{Managed, Outcome};
+use super::{billing_views, invoicing};
 use crate::api::ProviderOrg;
 use crate::api::provider_org::ProviderOrgStatus;
 
@@ -60,10 +62,44 @@ impl Managed for ProviderOrg {
             .iter()
             .filter_map(|c| entitlement::next_boundary(&c.spec, today))
             .min();
-        let mut outcome = Outcome::new(status, Phase::ready(message));
-        if let Some(until) = next.and_then(|day| super::commitment_contract::until_day(ctx, day)) {
-            outcome = outcome.requeue_after(until.min(ctx.settings.resync));
+        let mut requeue = next
+            .and_then(|day| super::commitment_contract::until_day(ctx, day))
+            .map_or(ctx.settings.resync, |until| until.min(ctx.settings.resync));
+
+        // Billing: the last closed period's invoices, the current period's view, and what is attributed to
+        // this organisation as a reseller. A problem there is reported, but what is above is still written.
+        let mut problem = None;
+        let mut message = message;
+        match self.spec.billing.as_ref().map(invoicing::Billing::new) {
+            None => status.billing = None,
+            Some(Err(error)) => problem = Some(error),
+            Some(Ok(billing)) => {
+                let now = ctx.clock.now();
+                match invoicing::invoice_last_closed_period(self, &billing, ctx).await {
+                    Ok(done) => {
+                        message = format!("{message}; {} invoices issued for {}", done.issued, done.period.label());
+                        // Just after the current period closes, its invoices are due.
+                        if let Ok(current) = billing.cycle.next(&done.period) {
+                            requeue = requeue.min(billing_views::until(now, current.end()));
+                        }
+                    }
+                    Err(error) => problem = Some(error),
+                }
+                match billing_views::provider_view(self, &billing, ctx).await {
+                    Ok(view) => status.billing = Some(view),
+                    Err(error) => problem = problem.or(Some(error)),
+                }
+                requeue = requeue.min(billing_views::until_next_refresh(now));
+            }
         }
-        Ok(outcome)
+        match billing_views::attributed(self, ctx).await {
+            Ok(attributed) => status.attributed = attributed,
+            Err(error) => problem = problem.or(Some(error)),
+        }
+        let phase = match problem {
+            None => Phase::ready(message),
+            Some(error) => billing_views::about("billing", error.phase()),
+        };
+        Ok(Outcome::new(status, phase).requeue_after(requeue))
     }
 }

@@ -35,6 +35,8 @@ pub struct Outcome<S> {
     pub status: S,
     pub phase: Phase,
     pub requeue_after: Option<Duration>,
+    /// Requeue at `requeue_after` without jitter: for deadlines that must be met on time (a grant's expiry).
+    pub exact: bool,
 }
 
 impl<S> Outcome<S> {
@@ -43,11 +45,19 @@ impl<S> Outcome<S> {
             status,
             phase,
             requeue_after: None,
+            exact: false,
         }
     }
 
     pub fn requeue_after(mut self, after: Duration) -> Self {
         self.requeue_after = Some(after);
+        self
+    }
+
+    /// Look again exactly `after` from now (no jitter), e.g. at a deadline.
+    pub fn requeue_exactly_after(mut self, after: Duration) -> Self {
+        self.requeue_after = Some(after);
+        self.exact = true;
         self
     }
 }
@@ -132,6 +142,7 @@ pub trait Managed: Object {
 pub async fn reconcile<K: Managed>(obj: Arc<K>, ctx: Arc<Context>) -> Result<Action, Error> {
     let started = Instant::now();
     let kind = K::kind(&());
+    let _in_flight = ctx.metrics.reconcile_started(&kind);
     let result = match K::FINALIZER {
         Some(name) => {
             let api = K::api(ctx.client.clone(), obj.namespace().as_deref());
@@ -166,26 +177,39 @@ pub fn error_policy<K: Managed>(obj: Arc<K>, error: &Error, ctx: Arc<Context>) -
 
 async fn apply_and_report<K: Managed>(obj: &K, ctx: &Context) -> Action {
     let key = object_key(obj);
-    let (outcome_status, phase, requeue) = match obj.apply(ctx).await {
-        Ok(outcome) => (Some(outcome.status), outcome.phase, outcome.requeue_after),
-        Err(error) => (None, error.phase(), None),
+    let (outcome_status, phase, requeue, exact) = match obj.apply(ctx).await {
+        Ok(outcome) => (
+            Some(outcome.status),
+            outcome.phase,
+            outcome.requeue_after,
+            outcome.exact,
+        ),
+        Err(error) => (None, error.phase(), None, false),
     };
     let status = outcome_status.unwrap_or_else(|| obj.status().cloned().unwrap_or_default());
     if let Err(error) = write_status(obj, status, &phase, ctx).await {
         // Could not record the outcome: retry with backoff, the next attempt recomputes it.
+        ctx.metrics.reconcile_failed(&K::kind(&()));
         let delay = ctx.backoff.failure(&key);
         warn!(object = %key, %error, retry_in = ?delay, "writing status failed");
         return Action::requeue(delay);
     }
     let delay = match &phase {
-        Phase::Failed { .. } => ctx.backoff.failure(&key),
+        Phase::Failed { .. } => {
+            ctx.metrics.reconcile_failed(&K::kind(&()));
+            ctx.backoff.failure(&key)
+        }
         _ => {
             ctx.backoff.success(&key);
             requeue.unwrap_or_else(|| schedule::after(&phase, &ctx.settings))
         }
     };
     debug!(object = %key, reason = phase.reason(), requeue_in = ?delay, "reconciled");
-    Action::requeue(schedule::jitter(delay))
+    Action::requeue(if exact && !matches!(phase, Phase::Failed { .. }) {
+        delay
+    } else {
+        schedule::jitter(delay)
+    })
 }
 
 async fn cleanup_and_report<K: Managed>(obj: &K, ctx: &Context) -> Result<Action, Error> {

@@ -1,61 +1,97 @@
-//! The operator's HTTP server: `/healthz` (the process runs), `/readyz` (every cache has its first full
-//! list, so reconciles see the whole picture) and `/metrics` (Prometheus text format).
+//! The operator's HTTP server, on the metrics port:
+//!
+//! - `/healthz`: the process runs and its runtime answers (the liveness probe).
+//! - `/readyz`: `200` when this instance is useful. A leader (or the only instance) is ready once every
+//!   cache has its first full list, so its reconciles see the whole picture; a standby waiting for the
+//!   leader lease is ready as it is (it stands in for the leader when needed). `503` otherwise, with why.
+//! - `/metrics`: Prometheus metrics in the OpenMetrics text format (see [`super::metrics`]).
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use axum::Router;
 use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::IntoResponse;
 use axum::routing::get;
+use kube::runtime::reflector::Store;
 
 use super::context::Context;
-use super::metrics::ObjectsLabel;
-use crate::api::conditions::is_ready;
+use super::leader::{Leadership, Role};
+use super::reconciler::Object;
+use crate::api::conditions::{READY, find};
 
 struct ServerState {
     ctx: Arc<Context>,
-    caches_synced: AtomicBool,
+    leadership: Arc<Leadership>,
 }
 
-pub async fn serve(listen: SocketAddr, ctx: Arc<Context>) -> anyhow::Result<()> {
-    let state = Arc::new(ServerState {
-        ctx: ctx.clone(),
-        caches_synced: AtomicBool::new(false),
-    });
-    let watcher = state.clone();
-    tokio::spawn(async move {
-        let stores = &watcher.ctx.stores;
-        let synced = futures::future::try_join5(
-            stores.endpoints.wait_until_ready(),
-            stores.providers.wait_until_ready(),
-            stores.contracts.wait_until_ready(),
-            stores.customers.wait_until_ready(),
-            stores.subscriptions.wait_until_ready(),
-        )
-        .await;
-        if synced.is_ok() && stores.grants.wait_until_ready().await.is_ok() {
-            watcher.caches_synced.store(true, Ordering::Relaxed);
-        }
-    });
+/// Which watches have delivered their first full list, per kind. `watched` (in `controller`) registers
+/// each kind when it builds its watch and marks it synced at the list's end.
+///
+/// This does not use `Store::wait_until_ready`: kube's controllers wait on it too, and its one-shot channel
+/// wakes only the last task that polled it, so a second waiter can leave a controller asleep. One operator
+/// runs per process, so the registry is process-wide.
+#[derive(Default)]
+pub struct CacheSync {
+    kinds: Mutex<BTreeMap<String, bool>>,
+}
+
+impl CacheSync {
+    /// The registry of this process.
+    pub fn global() -> &'static CacheSync {
+        static CACHES: OnceLock<CacheSync> = OnceLock::new();
+        CACHES.get_or_init(CacheSync::default)
+    }
+
+    /// A watch of `kind` exists and has not listed everything yet.
+    pub fn expect(&self, kind: &str) {
+        self.kinds
+            .lock()
+            .expect("cache sync")
+            .entry(kind.to_string())
+            .or_insert(false);
+    }
+
+    /// The watch of `kind` delivered its first full list.
+    pub fn synced(&self, kind: &str) {
+        self.kinds.lock().expect("cache sync").insert(kind.to_string(), true);
+    }
+
+    /// Whether every registered watch has listed everything (and there is at least one).
+    pub fn all_synced(&self) -> bool {
+        let kinds = self.kinds.lock().expect("cache sync");
+        !kinds.is_empty() && kinds.values().all(|synced| *synced)
+    }
+}
+
+pub async fn serve(listen: SocketAddr, ctx: Arc<Context>, leadership: Arc<Leadership>) -> anyhow::Result<()> {
+    let state = Arc::new(ServerState { ctx, leadership });
     let app = Router::new()
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
         .with_state(state);
-    let listener = tokio::net::TcpListener::bind(listen).await?;
+    let listener = tokio::net::TcpListener::bind(listen)
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot listen on {listen} for /healthz, /readyz and /metrics: {e}"))?;
     axum::serve(listener, app).await?;
     Ok(())
 }
 
-async fn readyz(State(state): State<Arc<ServerState>>) -> impl IntoResponse {
-    if state.caches_synced.load(Ordering::Relaxed) {
-        (StatusCode::OK, "ready")
-    } else {
-        (StatusCode::SERVICE_UNAVAILABLE, "caches not synced yet")
+/// The answer of `/readyz` for a role and whether the caches are synced.
+pub fn readiness(role: Role, caches_synced: bool) -> (StatusCode, &'static str) {
+    match (role, caches_synced) {
+        (Role::Standby, _) => (StatusCode::OK, "ready: standing by for the leader lease"),
+        (Role::Leader, true) => (StatusCode::OK, "ready: leader, caches synced"),
+        (Role::Sole, true) => (StatusCode::OK, "ready: caches synced"),
+        (Role::Leader | Role::Sole, false) => (StatusCode::SERVICE_UNAVAILABLE, "not ready: caches not synced yet"),
     }
+}
+
+async fn readyz(State(state): State<Arc<ServerState>>) -> impl IntoResponse {
+    readiness(state.leadership.role(), CacheSync::global().all_synced())
 }
 
 async fn metrics(State(state): State<Arc<ServerState>>) -> impl IntoResponse {
@@ -69,80 +105,57 @@ async fn metrics(State(state): State<Arc<ServerState>>) -> impl IntoResponse {
     )
 }
 
-/// Sets the objects-per-kind-and-Ready gauges from the caches.
+/// Sets the per-kind object gauges (Ready or not, pending) and the backoff gauge from the caches.
 pub fn update_object_gauges(ctx: &Context) {
     let stores = &ctx.stores;
-    let counts = [
-        (
-            "CloudEndpoint",
-            count(
-                stores
-                    .endpoints
-                    .state()
-                    .iter()
-                    .map(|o| o.status.as_ref().map(|s| &s.conditions[..])),
-            ),
-        ),
-        (
-            "ProviderOrg",
-            count(
-                stores
-                    .providers
-                    .state()
-                    .iter()
-                    .map(|o| o.status.as_ref().map(|s| &s.conditions[..])),
-            ),
-        ),
-        (
-            "CommitmentContract",
-            count(
-                stores
-                    .contracts
-                    .state()
-                    .iter()
-                    .map(|o| o.status.as_ref().map(|s| &s.conditions[..])),
-            ),
-        ),
-        (
-            "CustomerOrg",
-            count(
-                stores
-                    .customers
-                    .state()
-                    .iter()
-                    .map(|o| o.status.as_ref().map(|s| &s.conditions[..])),
-            ),
-        ),
-        (
-            "CloudServiceSubscription",
-            count(
-                stores
-                    .subscriptions
-                    .state()
-                    .iter()
-                    .map(|o| o.status.as_ref().map(|s| &s.conditions[..])),
-            ),
-        ),
-    ];
-    for (kind, (ready, not_ready)) in counts {
-        let label = |ready: &str| ObjectsLabel {
-            kind: kind.to_string(),
-            ready: ready.to_string(),
-        };
-        ctx.metrics.objects.get_or_create(&label("true")).set(ready);
-        ctx.metrics.objects.get_or_create(&label("false")).set(not_ready);
-    }
+    set_objects(ctx, &stores.endpoints);
+    set_objects(ctx, &stores.providers);
+    set_objects(ctx, &stores.contracts);
+    set_objects(ctx, &stores.customers);
+    set_objects(ctx, &stores.subscriptions);
+    set_objects(ctx, &stores.grants);
+    set_objects(ctx, &stores.support_requests);
     ctx.metrics.backing_off.set(ctx.backoff.len() as i64);
 }
 
-fn count<'a>(
-    conditions: impl Iterator<Item = Option<&'a [k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition]>>,
-) -> (i64, i64) {
-    conditions.fold((0, 0), |(r, n), c| {
-        if c.is_some_and(is_ready) {
-            (r + 1, n)
-        } else {
-            (r, n + 1)
-        }
-    })
+fn set_objects<K: Object>(ctx: &Context, store: &Store<K>) {
+    let objects = store.state();
+    ctx.metrics
+        .set_objects(&K::kind(&()), objects.iter().map(|o| ready_and_pending(o.as_ref())));
+}
+
+/// Whether an object is Ready, and whether its current generation still waits for a reconcile (no
+/// status yet, or a Ready condition written for an older generation).
+pub fn ready_and_pending<K: Object>(obj: &K) -> (bool, bool) {
+    let ready = obj.status().and_then(|s| find(K::conditions(s), READY).cloned());
+    let is_ready = ready.as_ref().is_some_and(|c| c.status == "True");
+    let pending = ready.is_none_or(|c| c.observed_generation != obj.meta().generation);
+    (is_ready, pending)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn caches_are_synced_when_every_registered_watch_listed_everything() {
+        let caches = CacheSync::default();
+        assert!(!caches.all_synced(), "nothing registered yet");
+        caches.expect("CustomerOrg");
+        caches.expect("ProviderOrg");
+        caches.synced("CustomerOrg");
+        assert!(!caches.all_synced());
+        caches.synced("ProviderOrg");
+        caches.expect("ProviderOrg");
+        assert!(caches.all_synced(), "registering again keeps what was synced");
+    }
+
+    #[test]
+    fn a_standby_is_ready_and_a_leader_only_with_synced_caches() {
+        assert_eq!(readiness(Role::Standby, false).0, StatusCode::OK);
+        assert_eq!(readiness(Role::Leader, false).0, StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(readiness(Role::Leader, true).0, StatusCode::OK);
+        assert_eq!(readiness(Role::Sole, false).0, StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(readiness(Role::Sole, true).0, StatusCode::OK);
+    }
 }

@@ -145,6 +145,17 @@ impl Managed for CloudServiceSubscription {
         let endpoint = self.endpoint_name(&customer);
         require_endpoint(&endpoint, ctx)?;
         let contract = self.contract(&endpoint, ctx)?;
+        if let Some(quotas) = &customer.spec.quotas {
+            let siblings = ctx.stores.subscriptions.state();
+            let of_customer: Vec<&CloudServiceSubscription> = siblings
+                .iter()
+                .map(|s| s.as_ref())
+                .filter(|s| s.namespace() == self.namespace() && s.spec.customer_org_ref.name == customer.name_any())
+                .collect();
+            if let Some(why) = super::quota::exceeded(quotas, self, &of_customer) {
+                return Err(Error::stalled("QuotaExceeded", why));
+            }
+        }
         let entry = driver_for(&endpoint, ctx).await?;
         let tenant = &customer.spec.tenant_name;
         let name = self.name_any();

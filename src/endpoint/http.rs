@@ -8,6 +8,7 @@
 //! idempotent (names are keys, creates carry idempotency keys), so a retry after a lost response is safe.
 
 use std::fmt;
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -46,6 +47,15 @@ pub struct HttpDriverConfig {
     pub retry_budget: Duration,
     /// The most one request waits for the rate limit or a free slot before the call ends `Throttled`.
     pub max_queue_wait: Duration,
+    /// Told about every request sent (for metrics); none by default.
+    pub observer: Option<Arc<dyn RequestObserver>>,
+}
+
+/// Sees every HTTP request an [`HttpDriver`] sends to its endpoint, retries included: how it ended
+/// (`Success`, or the [`DriverError::reason`] of the failure) and how long the endpoint took to answer
+/// (waiting for the driver's own limits is not counted). Navigator's metrics implement it per endpoint.
+pub trait RequestObserver: Send + Sync {
+    fn observe(&self, outcome: &'static str, took: Duration);
 }
 
 impl HttpDriverConfig {
@@ -61,6 +71,7 @@ impl HttpDriverConfig {
             max_retries: 3,
             retry_budget: Duration::from_secs(5),
             max_queue_wait: Duration::from_secs(5),
+            observer: None,
         }
     }
 }
@@ -80,6 +91,7 @@ impl fmt::Debug for HttpDriverConfig {
             .field("max_retries", &self.max_retries)
             .field("retry_budget", &self.retry_budget)
             .field("max_queue_wait", &self.max_queue_wait)
+            .field("observer", &self.observer.is_some())
             .finish()
     }
 }
@@ -93,6 +105,7 @@ pub struct HttpDriver {
     timeout: Duration,
     max_retries: u32,
     retry_budget: Duration,
+    observer: Option<Arc<dyn RequestObserver>>,
 }
 
 impl fmt::Debug for HttpDriver {
@@ -190,6 +203,7 @@ impl HttpDriver {
             timeout: config.timeout,
             max_retries: config.max_retries,
             retry_budget: config.retry_budget,
+            observer: config.observer,
         })
     }
 
@@ -239,6 +253,20 @@ impl HttpDriver {
             // Our own limits: retrying inside this call would only queue longer.
             Attempt::Final(DriverError::Throttled { retry_after })
         })?;
+        let started = std::time::Instant::now();
+        let result = self.exchange(call, url).await;
+        if let Some(observer) = &self.observer {
+            let outcome = match &result {
+                Ok(_) => "Success",
+                Err(Attempt::Retry(error) | Attempt::Final(error)) => error.reason(),
+            };
+            observer.observe(outcome, started.elapsed());
+        }
+        result
+    }
+
+    /// One request and its answer.
+    async fn exchange(&self, call: &Call<'_>, url: &Url) -> Result<Answer, Attempt> {
         let mut request = self
             .client
             .request(call.method.clone(), url.clone())

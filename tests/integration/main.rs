@@ -6,6 +6,12 @@ mod support;
 mod world;
 
 mod api;
+mod billing;
 
 mod controlplane;
 mod engine;
+
+mod access;
+mod gitops;
+mod packaging;
+mod support_requests;

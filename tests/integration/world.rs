@@ -182,28 +182,41 @@ fn items(page: &serde_json::Value) -> Vec<serde_json::Value> {
 /// `navigator run` as the admin, seeing only objects labelled with `run`.
 pub struct Operator {
     pub process: Process,
+    /// Base URL of its /healthz, /readyz and /metrics server.
+    pub url: String,
 }
 
 impl Operator {
     pub fn start(run: &str) -> Self {
+        Operator::start_with(&format!("operator-{run}"), run, &shared().kubeconfig("admin"), &[], &[])
+    }
+
+    /// `navigator run` as whoever `kubeconfig` names (e.g. a ServiceAccount token), with more arguments and
+    /// environment; its log is `<log_name>.log`.
+    pub fn start_with(
+        log_name: &str,
+        run: &str,
+        kubeconfig: &std::path::Path,
+        extra_args: &[&str],
+        extra_env: &[(&str, &str)],
+    ) -> Self {
         let port = free_port();
-        let args = vec![
+        let mut args = vec![
             "run".to_string(),
             "--listen".into(),
             format!("127.0.0.1:{port}"),
             "--selector".into(),
             format!("{RUN_LABEL}={run}"),
         ];
-        let envs = vec![
-            (
-                "KUBECONFIG".to_string(),
-                shared().kubeconfig("admin").display().to_string(),
-            ),
+        args.extend(extra_args.iter().map(|a| a.to_string()));
+        let mut envs = vec![
+            ("KUBECONFIG".to_string(), kubeconfig.display().to_string()),
             ("RUST_LOG".into(), "info,navigator=debug,kube=warn".into()),
         ];
-        let log = log_path(&format!("operator-{run}"));
+        envs.extend(extra_env.iter().map(|(k, v)| (k.to_string(), v.to_string())));
         Operator {
-            process: Process::spawn(args, envs, log),
+            process: Process::spawn(args, envs, log_path(log_name)),
+            url: format!("http://127.0.0.1:{port}"),
         }
     }
 }
@@ -406,5 +419,7 @@ conditions!(
     ProviderOrg,
     CommitmentContract,
     CustomerOrg,
-    CloudServiceSubscription
+    CloudServiceSubscription,
+    navigator::api::AccessGrant,
+    navigator::api::SupportRequest
 );

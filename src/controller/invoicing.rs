@@ -1,0 +1,607 @@
+//! Invoicing, part of the ProviderOrg reconcile: once a billing period has closed, one Invoice per customer
+//! in the customer's namespace, computed only from the endpoints' usage in the period and the provider's
+//! price book. Also how usage is read from the endpoints, which the billing views share.
+//!
+//! Decisions:
+//!
+//! - **Which period.** Each reconcile invoices the *last closed* period (the one before the period that
+//!   contains now). Periods before it are not backfilled: an operator that was down for a whole billing
+//!   period does not write that period's invoices later. The ProviderOrg is reconciled again just after
+//!   each period ends, and at least every resync.
+//! - **Which customers.** Every CustomerOrg of the provider that is provisioned (its namespace exists) and
+//!   not being deleted, if it existed before the period ended or the endpoint reports usage of it in the
+//!   period (a tenant adopted from before Navigator). A customer without usage gets an invoice with no
+//!   lines and a zero total.
+//! - **Create only.** An invoice that exists is never changed (its spec is immutable in the API too). One
+//!   deleted by mistake is written again at the next reconcile, identical: its content depends only on the
+//!   period's usage, which is final once the period closed, and the price book (`issuedAt` is the end of
+//!   the period). Changing the price book after a period closed changes what a re-written invoice says;
+//!   change prices at a period boundary.
+//! - **Where usage comes from.** A customer's usage is read, per endpoint, from its own endpoint, the
+//!   endpoints its subscriptions name and every endpoint the provider's contracts list (subscriptions that
+//!   were deleted still have usage there). An instance's name is its subscription's name.
+//! - **Errors.** One customer's problem (unpriced usage, an endpoint that does not answer) does not stop the
+//!   invoices of the others; the first problem is reported on the ProviderOrg.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+
+use jiff::{SignedDuration, Timestamp};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use kube::api::{Api, ListParams, Patch, PatchParams, PostParams};
+use kube::runtime::events::{Event, EventType};
+use kube::{Resource, ResourceExt};
+use rust_decimal::Decimal;
+use tracing::{debug, info};
+
+use super::cloud_endpoint::driver_for;
+use super::conditions::{self, Phase};
+use super::context::Context;
+use super::error::Error;
+use super::namespaces::{CUSTOMER_ORG_LABEL, MANAGED_BY, PROVIDER_ORG_LABEL};
+use super::reconciler::FIELD_MANAGER;
+use crate::api::invoice::InvoicePhase;
+use crate::api::provider_org::BillingSettings;
+use crate::api::{CloudServiceSubscription, CommitmentContract, CustomerOrg, Invoice, ProviderOrg};
+use crate::billing::{
+    self, BillingCycle, Currency, InvoiceDraft, InvoiceHeader, Period, PriceBook, RatingError, draft_invoice,
+    invoice_name,
+};
+use crate::endpoint::{self, DriverError, UsageWindow};
+
+/// The label on an Invoice naming its billing period, e.g. `2026-10` (see [`billing::period_label`]).
+pub const BILLING_PERIOD_LABEL: &str = "navigator.cloudpartner.io/billing-period";
+/// The label on an Invoice naming the reseller the customer is attributed to.
+pub const RESELLER_LABEL: &str = "navigator.cloudpartner.io/reseller";
+
+/// The longest window asked of an endpoint at once (the Navigator endpoint API allows ten years).
+const MAX_WINDOW: SignedDuration = SignedDuration::from_hours(24 * 3_650);
+
+/// A provider's billing settings, checked.
+pub struct Billing {
+    pub cycle: BillingCycle,
+    pub currency: Currency,
+    pub tax_rate: Decimal,
+    pub book: PriceBook,
+}
+
+impl Billing {
+    /// Checks `spec.billing`; what the schema cannot check (an unknown currency code) stalls the ProviderOrg.
+    pub fn new(settings: &BillingSettings) -> Result<Billing, Error> {
+        let invalid = |message: String| Error::stalled("InvalidBilling", message);
+        let day = u8::try_from(settings.billing_day).unwrap_or(0);
+        let cycle = BillingCycle::utc(day).map_err(|e| invalid(format!("spec.billing.billingDay: {e}")))?;
+        let currency =
+            Currency::from_code(&settings.currency).map_err(|e| invalid(format!("spec.billing.currency: {e}")))?;
+        if settings.tax_rate < Decimal::ZERO || settings.tax_rate > Decimal::ONE {
+            return Err(invalid(format!(
+                "spec.billing.taxRate {} is not between 0 and 1",
+                settings.tax_rate
+            )));
+        }
+        let prices = settings
+            .price_book
+            .iter()
+            .map(|p| billing::Price::flat(&p.service, &p.metric, &p.unit, p.unit_price));
+        let book = PriceBook::new(prices).map_err(|e| invalid(format!("spec.billing.priceBook: {e}")))?;
+        Ok(Billing {
+            cycle,
+            currency,
+            tax_rate: settings.tax_rate,
+            book,
+        })
+    }
+}
+
+/// A rating problem as a reconcile error: the user must change the price book (or the usage must go), so it
+/// stalls; the message names the customer.
+pub fn rating_error(customer: &str, error: RatingError) -> Error {
+    let reason = match error {
+        RatingError::Unpriced { .. } => "UnpricedUsage",
+        RatingError::UnitMismatch { .. } => "UnitMismatch",
+        _ => "RatingFailed",
+    };
+    Error::stalled(reason, format!("customer {customer}: {error}"))
+}
+
+// ---------------------------------------------------------------------------------------------------
+// Reading usage
+
+/// The endpoints a customer's usage is read from: its own, those its subscriptions name, and those the
+/// provider's contracts list.
+pub fn usage_endpoints(
+    customer: &CustomerOrg,
+    subscriptions: &[Arc<CloudServiceSubscription>],
+    contracts: &[Arc<CommitmentContract>],
+) -> BTreeSet<String> {
+    let name = customer.name_any();
+    let mut endpoints = BTreeSet::from([customer.spec.endpoint_ref.name.clone()]);
+    for sub in subscriptions.iter().filter(|s| s.spec.customer_org_ref.name == name) {
+        if let Some(endpoint) = &sub.spec.endpoint_ref {
+            endpoints.insert(endpoint.name.clone());
+        }
+    }
+    for contract in contracts {
+        endpoints.extend(contract.spec.endpoints.iter().cloned());
+    }
+    endpoints
+}
+
+/// `[from, to)` cut into windows the endpoint accepts; none when `from` is not before `to`.
+pub fn windows(from: Timestamp, to: Timestamp) -> Vec<UsageWindow> {
+    let mut windows = Vec::new();
+    let mut start = from;
+    while start < to {
+        let end = start.checked_add(MAX_WINDOW).map_or(to, |e| e.min(to));
+        windows.push(UsageWindow { from: start, to: end });
+        start = end;
+    }
+    windows
+}
+
+/// The endpoint's usage records as rating input, attributed to `customer`. Navigator names an instance
+/// after its subscription, so the instance name is the subscription's.
+pub fn rating_records(customer: &str, records: Vec<endpoint::UsageRecord>) -> Vec<billing::UsageRecord> {
+    records
+        .into_iter()
+        .map(|r| billing::UsageRecord {
+            customer: customer.to_owned(),
+            subscription: r.instance,
+            service: r.service_type,
+            metric: r.metric,
+            unit: r.unit,
+            quantity: r.quantity,
+        })
+        .collect()
+}
+
+/// What `customer` used on `endpoints` in `[from, to)`. An endpoint that does not exist (any more) or does
+/// not meter usage contributes nothing, and so does one where the customer's tenant does not exist.
+pub async fn read_usage(
+    ctx: &Context,
+    customer: &CustomerOrg,
+    endpoints: &BTreeSet<String>,
+    from: Timestamp,
+    to: Timestamp,
+) -> Result<Vec<billing::UsageRecord>, Error> {
+    let windows = windows(from, to);
+    let mut records = Vec::new();
+    if windows.is_empty() {
+        return Ok(records);
+    }
+    let tenant = &customer.spec.tenant_name;
+    for endpoint in endpoints {
+        if ctx.stores.endpoint(endpoint).is_none() {
+            continue;
+        }
+        let entry = driver_for(endpoint, ctx).await?;
+        if !entry.driver.capabilities().usage {
+            continue;
+        }
+        for window in &windows {
+            match entry.driver.usage(tenant, *window).await {
+                Ok(found) => records.extend(rating_records(&customer.name_any(), found)),
+                Err(DriverError::NotFound { .. }) => {}
+                Err(error) => return Err(error.into()),
+            }
+        }
+    }
+    Ok(records)
+}
+
+// ---------------------------------------------------------------------------------------------------
+// Invoices
+
+/// Whether a customer is invoiced for a closed period: when it existed before the period ended, or when the
+/// endpoint reports usage of it in the period.
+pub fn is_billed(created: Option<Timestamp>, period: &Period, has_usage: bool) -> bool {
+    has_usage || created.is_some_and(|c| c < period.end())
+}
+
+/// Whether `value` can be a label value (at most 63 characters of `[A-Za-z0-9._-]`, alphanumeric at both
+/// ends). Names that cannot are left out of the labels; the invoice is still written.
+fn is_label_value(value: &str) -> bool {
+    let alnum = |c: char| c.is_ascii_alphanumeric();
+    value.len() <= 63
+        && value.chars().all(|c| alnum(c) || matches!(c, '-' | '_' | '.'))
+        && value.starts_with(alnum)
+        && value.ends_with(alnum)
+}
+
+/// The Invoice resource for `draft`, in `customer_namespace`, labelled with its provider, customer, period
+/// and reseller so that they can be selected. Depends only on its arguments.
+pub fn invoice_resource(draft: &InvoiceDraft, provider_namespace: &str, customer_namespace: &str) -> Invoice {
+    let mut invoice = Invoice::new(&draft.name, draft.spec(provider_namespace));
+    invoice.metadata.namespace = Some(customer_namespace.to_owned());
+    let mut labels = BTreeMap::from([(MANAGED_BY.to_owned(), "navigator".to_owned())]);
+    let period = draft.period.label();
+    let candidates = [
+        (PROVIDER_ORG_LABEL, Some(&draft.provider)),
+        (CUSTOMER_ORG_LABEL, Some(&draft.customer)),
+        (BILLING_PERIOD_LABEL, Some(&period)),
+        (RESELLER_LABEL, draft.reseller.as_ref()),
+    ];
+    for (key, value) in candidates {
+        if let Some(value) = value.filter(|v| is_label_value(v)) {
+            labels.insert(key.to_owned(), value.clone());
+        }
+    }
+    invoice.metadata.labels = Some(labels);
+    invoice
+}
+
+/// The label selector of the invoices `provider` issued for `period`.
+pub fn period_selector(provider: &str, period_label: &str) -> String {
+    format!("{PROVIDER_ORG_LABEL}={provider},{BILLING_PERIOD_LABEL}={period_label}")
+}
+
+/// What invoicing the last closed period found and did.
+#[derive(Debug)]
+pub struct Invoiced {
+    pub period: Period,
+    /// Invoices of the period that exist now.
+    pub issued: usize,
+    /// Of those, written by this reconcile.
+    pub written: usize,
+}
+
+/// Writes the missing invoices of the last closed period for every customer of `provider`.
+pub async fn invoice_last_closed_period(
+    provider: &ProviderOrg,
+    billing: &Billing,
+    ctx: &Context,
+) -> Result<Invoiced, Error> {
+    let now = ctx.clock.now();
+    let period = billing
+        .cycle
+        .last_closed(now)
+        .map_err(|e| Error::stalled("InvalidBilling", e.to_string()))?;
+    let provider_name = provider.name_any();
+    let provider_namespace = &provider.spec.namespace;
+    let all = Api::<Invoice>::all(ctx.client.clone());
+    let existing: BTreeMap<(String, String), Invoice> = all
+        .list(&ListParams::default().labels(&period_selector(&provider_name, &period.label())))
+        .await?
+        .into_iter()
+        .map(|i| ((i.namespace().unwrap_or_default(), i.name_any()), i))
+        .collect();
+
+    let subscriptions = subscriptions_in(ctx, provider_namespace);
+    let contracts = ctx.stores.contracts_in(provider_namespace);
+    let mut customers: Vec<Arc<CustomerOrg>> = ctx
+        .stores
+        .customers
+        .state()
+        .into_iter()
+        .filter(|c| c.namespace().as_deref() == Some(provider_namespace.as_str()))
+        .filter(|c| c.metadata.deletion_timestamp.is_none())
+        .collect();
+    customers.sort_by_key(|c| c.name_any());
+
+    let (mut issued, mut written, mut first_error) = (0, 0, None);
+    for customer in customers {
+        let Some(customer_namespace) = customer.status.as_ref().and_then(|s| s.namespace.clone()) else {
+            continue;
+        };
+        let name = invoice_name(&customer.name_any(), &period);
+        let outcome = match existing.get(&(customer_namespace.clone(), name)) {
+            Some(invoice) => ensure_issued(invoice, ctx).await.map(|()| Some(false)),
+            None => {
+                let endpoints = usage_endpoints(&customer, &subscriptions, &contracts);
+                write_invoice(
+                    provider,
+                    billing,
+                    &period,
+                    &customer,
+                    &customer_namespace,
+                    &endpoints,
+                    ctx,
+                )
+                .await
+            }
+        };
+        match outcome {
+            Ok(Some(new)) => {
+                issued += 1;
+                written += usize::from(new);
+            }
+            Ok(None) => {}
+            Err(error) => {
+                debug!(customer = %customer.name_any(), %error, "invoicing failed");
+                first_error.get_or_insert(error);
+            }
+        }
+    }
+    match first_error {
+        Some(error) => Err(error),
+        None => Ok(Invoiced {
+            period,
+            issued,
+            written,
+        }),
+    }
+}
+
+fn subscriptions_in(ctx: &Context, namespace: &str) -> Vec<Arc<CloudServiceSubscription>> {
+    ctx.stores
+        .subscriptions
+        .state()
+        .into_iter()
+        .filter(|s| s.namespace().as_deref() == Some(namespace))
+        .collect()
+}
+
+/// Computes and creates one customer's invoice for `period`: `Some(true)` when written, `Some(false)` when
+/// it already existed, `None` when the customer is not invoiced for the period.
+async fn write_invoice(
+    provider: &ProviderOrg,
+    billing: &Billing,
+    period: &Period,
+    customer: &CustomerOrg,
+    customer_namespace: &str,
+    endpoints: &BTreeSet<String>,
+    ctx: &Context,
+) -> Result<Option<bool>, Error> {
+    let customer_name = customer.name_any();
+    let usage = read_usage(ctx, customer, endpoints, period.start(), period.end()).await?;
+    let created = customer.metadata.creation_timestamp.as_ref().map(|t| t.0);
+    if !is_billed(created, period, !usage.is_empty()) {
+        return Ok(None);
+    }
+    let header = InvoiceHeader {
+        customer: customer_name.clone(),
+        provider: provider.name_any(),
+        reseller: customer.spec.reseller_ref.as_ref().map(|r| r.name.clone()),
+        period: period.clone(),
+        currency: billing.currency,
+        tax_rate: billing.tax_rate,
+    };
+    let draft = draft_invoice(header, &usage, &billing.book).map_err(|e| rating_error(&customer_name, e))?;
+    let invoice = invoice_resource(&draft, &provider.spec.namespace, customer_namespace);
+    let api = Api::<Invoice>::namespaced(ctx.client.clone(), customer_namespace);
+    let params = PostParams {
+        field_manager: Some(FIELD_MANAGER.into()),
+        ..Default::default()
+    };
+    let created = match api.create(&params, &invoice).await {
+        Ok(created) => created,
+        // Written meanwhile (or present without our labels): it stands as it is.
+        Err(kube::Error::Api(status)) if status.code == 409 => {
+            let live = api.get(&draft.name).await?;
+            ensure_issued(&live, ctx).await?;
+            return Ok(Some(false));
+        }
+        Err(error) => return Err(error.into()),
+    };
+    info!(invoice = %draft.name, namespace = customer_namespace, total = %draft.total, "invoice issued");
+    ensure_issued(&created, ctx).await?;
+    let note = format!(
+        "invoice {} for {} through {}: total {} {}",
+        draft.name,
+        period.start_date(),
+        period.last_day(),
+        draft.total,
+        draft.currency
+    );
+    let event = Event {
+        type_: EventType::Normal,
+        reason: "Issued".into(),
+        note: Some(note),
+        action: "Invoice".into(),
+        secondary: None,
+    };
+    if let Err(error) = ctx.recorder.publish(&event, &created.object_ref(&())).await {
+        debug!(invoice = %draft.name, %error, "could not publish event");
+    }
+    Ok(Some(true))
+}
+
+/// Writes an invoice's status (`Issued`, Ready) unless it already says so: the invoice exists, so it was
+/// issued even if an earlier reconcile stopped before writing its status.
+async fn ensure_issued(invoice: &Invoice, ctx: &Context) -> Result<(), Error> {
+    let current = invoice.status.clone().unwrap_or_default();
+    if current.phase == Some(InvoicePhase::Issued) && conditions::is_ready(&current.conditions) {
+        return Ok(());
+    }
+    let phase = Phase::Ready {
+        reason: "Issued".into(),
+        message: format!(
+            "issued for {} through {}",
+            invoice.spec.period_start, invoice.spec.period_end
+        ),
+    };
+    let generation = invoice.metadata.generation;
+    let wanted = conditions::for_phase(&phase, &current.conditions);
+    let merged = conditions::merge(&current.conditions, &wanted, generation, &Time(ctx.clock.now()));
+    let patch = serde_json::json!({
+        "apiVersion": Invoice::api_version(&()),
+        "kind": Invoice::kind(&()),
+        "status": {
+            "observedGeneration": generation,
+            "conditions": merged,
+            "phase": InvoicePhase::Issued,
+        },
+    });
+    let api = Api::<Invoice>::namespaced(ctx.client.clone(), &invoice.namespace().unwrap_or_default());
+    api.patch_status(
+        &invoice.name_any(),
+        &PatchParams::apply(FIELD_MANAGER).force(),
+        &Patch::Apply(&patch),
+    )
+    .await?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::str::FromStr;
+
+    fn ts(s: &str) -> Timestamp {
+        s.parse().unwrap()
+    }
+
+    fn october() -> Period {
+        BillingCycle::utc(1)
+            .unwrap()
+            .period_containing(ts("2026-10-10T00:00:00Z"))
+            .unwrap()
+    }
+
+    fn customer(name: &str, endpoint: &str) -> CustomerOrg {
+        let spec = serde_json::from_value(serde_json::json!({
+            "displayName": name, "tenantName": name, "endpointRef": {"name": endpoint}
+        }))
+        .unwrap();
+        let mut c = CustomerOrg::new(name, spec);
+        c.metadata.namespace = Some("cloud".into());
+        c
+    }
+
+    fn billing_settings(json: serde_json::Value) -> BillingSettings {
+        serde_json::from_value(json).unwrap()
+    }
+
+    #[test]
+    fn a_customer_is_invoiced_when_it_existed_in_the_period_or_used_something() {
+        let p = october();
+        assert!(
+            is_billed(Some(ts("2026-09-01T00:00:00Z")), &p, false),
+            "existed all month"
+        );
+        assert!(
+            is_billed(Some(ts("2026-10-31T23:59:59Z")), &p, false),
+            "created on the last day"
+        );
+        assert!(
+            !is_billed(Some(ts("2026-11-01T00:00:00Z")), &p, false),
+            "created after the period"
+        );
+        assert!(
+            is_billed(Some(ts("2026-11-20T00:00:00Z")), &p, true),
+            "adopted tenant with usage"
+        );
+        assert!(!is_billed(None, &p, false));
+    }
+
+    #[test]
+    fn long_windows_are_cut_into_pieces_the_endpoint_accepts() {
+        assert!(windows(ts("2026-01-01T00:00:00Z"), ts("2026-01-01T00:00:00Z")).is_empty());
+        assert!(windows(ts("2026-02-01T00:00:00Z"), ts("2026-01-01T00:00:00Z")).is_empty());
+        let one = windows(ts("2026-01-01T00:00:00Z"), ts("2026-02-01T00:00:00Z"));
+        assert_eq!(one.len(), 1);
+        let many = windows(ts("2000-01-01T00:00:00Z"), ts("2026-01-01T00:00:00Z"));
+        assert_eq!(many.len(), 3);
+        assert_eq!(many[0].from, ts("2000-01-01T00:00:00Z"));
+        assert_eq!(many[2].to, ts("2026-01-01T00:00:00Z"));
+        for pair in many.windows(2) {
+            assert_eq!(pair[0].to, pair[1].from, "windows tile the range");
+        }
+    }
+
+    #[test]
+    fn usage_is_read_from_every_endpoint_the_customer_could_have_used() {
+        let acme = customer("acme", "sim-a");
+        let sub = |name: &str, customer: &str, endpoint: Option<&str>| {
+            let mut spec = serde_json::json!({"customerOrgRef": {"name": customer}, "serviceType": "compute"});
+            if let Some(e) = endpoint {
+                spec["endpointRef"] = serde_json::json!({"name": e});
+            }
+            Arc::new(CloudServiceSubscription::new(
+                name,
+                serde_json::from_value(spec).unwrap(),
+            ))
+        };
+        let subs = vec![
+            sub("a", "acme", Some("sim-b")),
+            sub("b", "acme", None),
+            sub("c", "other", Some("sim-x")),
+        ];
+        let contract: CommitmentContract = CommitmentContract::new(
+            "main",
+            serde_json::from_value(serde_json::json!({
+                "contractNumber": "C-1", "startDate": "2026-01-01", "endDate": "2026-12-31",
+                "services": ["compute"], "endpoints": ["sim-a", "sim-c"],
+                "commitments": [{"metric": "vcpu-hours", "quantity": "1"}]
+            }))
+            .unwrap(),
+        );
+        let endpoints = usage_endpoints(&acme, &subs, &[Arc::new(contract)]);
+        assert_eq!(
+            endpoints.into_iter().collect::<Vec<_>>(),
+            vec!["sim-a", "sim-b", "sim-c"]
+        );
+    }
+
+    #[test]
+    fn endpoint_records_become_rating_input_of_the_customer() {
+        let records = vec![endpoint::UsageRecord {
+            instance: "web".into(),
+            instance_external_id: "i-1".into(),
+            service_type: "compute".into(),
+            metric: "vcpu-hours".into(),
+            unit: "vCPU-hour".into(),
+            quantity: Decimal::from_str("2.5").unwrap(),
+        }];
+        let rated = rating_records("acme", records);
+        assert_eq!(
+            (
+                rated[0].customer.as_str(),
+                rated[0].subscription.as_str(),
+                rated[0].service.as_str()
+            ),
+            ("acme", "web", "compute")
+        );
+    }
+
+    #[test]
+    fn billing_settings_are_checked() {
+        let ok = Billing::new(&billing_settings(serde_json::json!({
+            "currency": "EUR", "billingDay": 15, "taxRate": "0.21",
+            "priceBook": [{"service": "compute", "metric": "vcpu-hours", "unit": "vCPU-hour", "unitPrice": "0.025"}]
+        })))
+        .unwrap();
+        assert_eq!(ok.cycle.billing_day(), 15);
+        assert!(ok.book.get("compute", "vcpu-hours").is_some());
+        let unknown = Billing::new(&billing_settings(serde_json::json!({"currency": "ABC"})))
+            .err()
+            .unwrap();
+        assert_eq!(unknown.phase().reason(), "InvalidBilling");
+        assert!(unknown.to_string().contains("spec.billing.currency"), "{unknown}");
+        let day = Billing::new(&billing_settings(
+            serde_json::json!({"currency": "EUR", "billingDay": 31}),
+        ))
+        .err()
+        .unwrap();
+        assert!(day.to_string().contains("billingDay"), "{day}");
+    }
+
+    #[test]
+    fn the_invoice_resource_is_named_labelled_and_placed_by_customer_and_period() {
+        let header = InvoiceHeader {
+            customer: "acme".into(),
+            provider: "cloudco".into(),
+            reseller: Some("resell.co".into()),
+            period: october(),
+            currency: Currency::from_code("EUR").unwrap(),
+            tax_rate: Decimal::from_str("0.21").unwrap(),
+        };
+        let draft = draft_invoice(header, &[], &PriceBook::default()).unwrap();
+        let invoice = invoice_resource(&draft, "cloud", "cloud-acme");
+        assert_eq!(invoice.name_any(), "acme-2026-10");
+        assert_eq!(invoice.namespace().as_deref(), Some("cloud-acme"));
+        let labels = invoice.labels();
+        assert_eq!(labels.get(BILLING_PERIOD_LABEL).map(String::as_str), Some("2026-10"));
+        assert_eq!(labels.get(PROVIDER_ORG_LABEL).map(String::as_str), Some("cloudco"));
+        assert_eq!(labels.get(RESELLER_LABEL).map(String::as_str), Some("resell.co"));
+        assert_eq!(invoice.spec.issued_at.0, ts("2026-11-01T00:00:00Z"));
+        assert_eq!(invoice.spec.total.to_string(), "0.00");
+        assert!(invoice.status.is_none());
+        assert_eq!(
+            period_selector("cloudco", "2026-10"),
+            "navigator.cloudpartner.io/provider-org=cloudco,navigator.cloudpartner.io/billing-period=2026-10"
+        );
+        assert!(!is_label_value(&"a".repeat(64)));
+        assert!(!is_label_value("-a"));
+    }
+}
