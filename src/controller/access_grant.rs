@@ -366,7 +366,14 @@ impl AccessGrant {
             return Ok(None);
         };
         let roles = self.sibling_roles(ctx).into_iter().chain([self.spec.role]);
-        let role = strongest_endpoint_role(roles).expect("a customer role has an endpoint role");
+        // The schema allows a customer scope only with customer roles, which all map to an endpoint role;
+        // should an object slip past it (an older CRD), say so instead of failing hard.
+        let role = strongest_endpoint_role(roles).ok_or_else(|| {
+            Error::stalled(
+                "NoEndpointRole",
+                format!("role {:?} has no role on the endpoint", self.spec.role),
+            )
+        })?;
         let entry = driver_for(&customer.spec.endpoint_ref.name, ctx).await?;
         let tenant = &customer.spec.tenant_name;
         let desired = UserDesired {
