@@ -3,7 +3,7 @@ SHELL := /bin/bash
 .DEFAULT_GOAL := help
 CARGO ?= cargo
 
-.PHONY: help build controlplane cluster demo test lint generate check-generated ci deps helm-lint
+.PHONY: help build controlplane cluster demo test lint generate check-generated ci deps helm-lint bench
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
@@ -42,6 +42,9 @@ generate: ## Regenerate the CRDs from the Rust types into crds/ and charts/navig
 check-generated: generate ## Fail when committed generated files differ from what the code generates
 	@git diff --exit-code --stat -- crds charts/navigator/crds || { echo "Generated files are stale: run 'make generate' and commit the result." >&2; exit 1; }
 	@test -z "$$(git status --porcelain -- crds charts/navigator/crds)" || { echo "Untracked generated files: run 'make generate' and commit them." >&2; git status --porcelain -- crds charts/navigator/crds >&2; exit 1; }
+
+bench: controlplane ## Scale benchmark against the local control plane; prints figures (NAVIGATOR_BENCH_OBJECTS, default 1000)
+	$(CARGO) test --release --test integration bench:: -- --ignored --nocapture
 
 ci: ## What CI runs: lint, then test
 	.ci/run

@@ -8,6 +8,7 @@ mod world;
 mod api;
 mod billing;
 
+mod bench;
 mod controlplane;
 mod engine;
 

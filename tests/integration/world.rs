@@ -73,6 +73,11 @@ impl Process {
         self.child = Some(child);
     }
 
+    /// The process id while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(|c| c.id())
+    }
+
     /// SIGKILL: no chance to clean up, as in a node failure or an OOM kill.
     pub fn kill(&mut self) {
         if let Some(mut child) = self.child.take() {
