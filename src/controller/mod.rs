@@ -108,6 +108,9 @@ fn watched<K: Managed>(
     server::CacheSync::global().expect(&kind);
     watcher(Api::<K>::all(client.clone()), config.clone())
         .default_backoff()
+        // managedFields are the largest part of a server-side-applied object and nothing here reads them:
+        // dropping them before the cache keeps memory lean at thousands of objects.
+        .modify(|obj| kube::ResourceExt::managed_fields_mut(obj).clear())
         .reflect(writer)
         .inspect_ok(move |event| {
             if matches!(event, watcher::Event::InitDone) {
