@@ -29,7 +29,6 @@ pub mod wake;
 
 use std::hash::{Hash, Hasher};
 use std::sync::Arc;
-use std::time::Duration;
 
 use futures::{FutureExt, StreamExt, TryStreamExt};
 use kube::api::{Api, ListParams};
@@ -224,7 +223,6 @@ pub async fn run(client: kube::Client, options: RunOptions) -> anyhow::Result<()
 
     let leadership = Arc::new(leader::Leadership::new(ctx.metrics.leader.clone()));
     let server = server::serve(options.listen, ctx.clone(), leadership.clone());
-    let gauges = metrics_loop(ctx.clone());
     info!(listen = %options.listen, "navigator controllers starting");
     let controllers = futures::future::join_all([
         drive(Controller::for_stream(endpoint_events, endpoints), ctx.clone()),
@@ -262,15 +260,6 @@ pub async fn run(client: kube::Client, options: RunOptions) -> anyhow::Result<()
     tokio::select! {
         result = leadership.run_while_leading(client.clone(), options.leader_election.as_ref(), work) => result?,
         result = server => result?,
-        _ = gauges => {},
     }
     Ok(())
-}
-
-/// Refreshes the per-kind object gauges from the caches now and then (cheap: no API calls).
-async fn metrics_loop(ctx: Arc<Context>) {
-    loop {
-        tokio::time::sleep(Duration::from_secs(10)).await;
-        server::update_object_gauges(&ctx);
-    }
 }

@@ -106,7 +106,7 @@ async fn metrics(State(state): State<Arc<ServerState>>) -> impl IntoResponse {
 }
 
 /// Sets the per-kind object gauges (Ready or not, pending) and the backoff gauge from the caches.
-pub fn update_object_gauges(ctx: &Context) {
+fn update_object_gauges(ctx: &Context) {
     let stores = &ctx.stores;
     set_objects(ctx, &stores.endpoints);
     set_objects(ctx, &stores.providers);
