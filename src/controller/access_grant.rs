@@ -399,12 +399,20 @@ impl AccessGrant {
             return Ok(());
         };
         let namespace = self.namespace().unwrap_or_default();
-        // With the customer gone its tenant went with it, users included.
-        let Some(customer) = ctx.stores.customer(&namespace, customer_name) else {
+        // With the customer (or its endpoint) really gone from the API, its tenant went with it, users
+        // included.
+        let Some(customer) = ctx
+            .cached_or_live(&ctx.stores.customers, Some(&namespace), customer_name)
+            .await?
+        else {
             return Ok(());
         };
         let endpoint = &customer.spec.endpoint_ref.name;
-        if ctx.stores.endpoint(endpoint).is_none() {
+        if ctx
+            .cached_or_live(&ctx.stores.endpoints, None, endpoint)
+            .await?
+            .is_none()
+        {
             return Ok(());
         }
         let entry = driver_for(endpoint, ctx).await?;

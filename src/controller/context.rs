@@ -11,6 +11,7 @@ use kube::runtime::reflector::{ObjectRef, Store};
 
 use super::clock::Clock;
 use super::metrics::Metrics;
+use super::reconciler::Object;
 use super::schedule::Backoff;
 use crate::api::{
     AccessGrant, CloudEndpoint, CloudServiceSubscription, CommitmentContract, CustomerOrg, ProviderOrg, SupportRequest,
@@ -137,6 +138,29 @@ pub struct Context {
 }
 
 impl Context {
+    /// An object that a cleanup depends on (a subscription's customer, a customer's endpoint), from the
+    /// cache or, when the cache does not hold it, from the API server. A cleanup may conclude that
+    /// something is gone only from the API: a cache can lag behind, and "not cached" taken as "gone" once
+    /// released finalizers without deleting anything on the endpoint.
+    pub async fn cached_or_live<K: Object>(
+        &self,
+        store: &Store<K>,
+        namespace: Option<&str>,
+        name: &str,
+    ) -> Result<Option<Arc<K>>, super::error::Error> {
+        let key = match namespace {
+            Some(namespace) => ObjectRef::new(name).within(namespace),
+            None => ObjectRef::new(name),
+        };
+        if let Some(obj) = store.get(&key) {
+            return Ok(Some(obj));
+        }
+        Ok(K::api(self.client.clone(), namespace)
+            .get_opt(name)
+            .await?
+            .map(Arc::new))
+    }
+
     pub fn new(
         client: kube::Client,
         settings: Settings,

@@ -61,6 +61,16 @@ impl Error {
         }
     }
 
+    /// Whether the Kubernetes API server could not be reached or answered "unavailable", which is not
+    /// this object's fault: such failures retry within seconds instead of on the object's growing backoff,
+    /// so that pending work goes on as soon as the API server is back.
+    pub fn is_apiserver_unavailable(&self) -> bool {
+        match self {
+            Error::Kube(error) => apiserver_unavailable(error),
+            _ => false,
+        }
+    }
+
     /// A short label for metrics.
     pub fn metric_label(&self) -> &'static str {
         match self {
@@ -79,6 +89,15 @@ impl Error {
             finalizer::Error::AddFinalizer(error) | finalizer::Error::RemoveFinalizer(error) => Error::Kube(error),
             other => Error::Finalizer(other.to_string()),
         }
+    }
+}
+
+/// A transport failure, a 5xx or a 429 from the API server; not a refusal of the request itself.
+fn apiserver_unavailable(error: &kube::Error) -> bool {
+    match error {
+        kube::Error::Api(status) => status.code >= 500 || status.code == 429,
+        kube::Error::HyperError(_) | kube::Error::Service(_) | kube::Error::ReadEvents(_) => true,
+        _ => false,
     }
 }
 
@@ -107,5 +126,26 @@ mod tests {
             message: "bad token".into(),
         });
         assert_eq!(unauthorized.phase().reason(), "Unauthorized");
+    }
+
+    fn api_error(code: u16) -> Error {
+        Error::Kube(kube::Error::Api(Box::new(
+            kube::core::Status::failure("", "").with_code(code),
+        )))
+    }
+
+    #[test]
+    fn only_an_unreachable_or_unavailable_api_server_counts_as_unavailable() {
+        assert!(api_error(503).is_apiserver_unavailable());
+        assert!(api_error(500).is_apiserver_unavailable());
+        assert!(api_error(429).is_apiserver_unavailable());
+        let refused = std::io::Error::new(std::io::ErrorKind::ConnectionRefused, "connection refused");
+        assert!(Error::Kube(kube::Error::Service(Box::new(refused))).is_apiserver_unavailable());
+        assert!(
+            !api_error(409).is_apiserver_unavailable(),
+            "a conflict is the request's own"
+        );
+        assert!(!api_error(403).is_apiserver_unavailable());
+        assert!(!Error::stalled("NotEntitled", "no contract").is_apiserver_unavailable());
     }
 }

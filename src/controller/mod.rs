@@ -36,7 +36,7 @@ use kube::runtime::controller::{Config as ControllerConfig, Controller};
 use kube::runtime::reflector;
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{CustomResourceExt, Resource};
-use tracing::info;
+use tracing::{debug, info, warn};
 
 use crate::api::{
     AccessGrant, CloudEndpoint, CloudServiceSubscription, CommitmentContract, CustomerOrg, ProviderOrg, SupportRequest,
@@ -95,25 +95,67 @@ fn change_key<K: Resource>(obj: &K) -> Option<u64> {
     Some(hasher.finish())
 }
 
+/// The controller of one kind: a watch feeding the kind's shared cache ([`watched`]), reconciling what
+/// changed, plus the objects with pending work whenever the watch comes back after being lost.
+fn controller<K: Managed>(
+    client: &kube::Client,
+    config: &watcher::Config,
+    writer: reflector::store::Writer<K>,
+    on_change: impl Fn(&K) + Send + 'static,
+) -> Controller<K> {
+    let store = writer.as_reader();
+    let (wake_pending, pending) = futures::channel::mpsc::unbounded();
+    let events = watched(client, config, writer, on_change, move |store: &reflector::Store<K>| {
+        for obj in store.state().iter().filter(|o| has_pending_work(o.as_ref())) {
+            let _ = wake_pending.unbounded_send(reflector::ObjectRef::from_obj(obj.as_ref()));
+        }
+    });
+    Controller::for_stream(events, store).reconcile_on(pending)
+}
+
+/// Not Ready yet, or being deleted: work that an outage may have left waiting on a long backoff.
+fn has_pending_work<K: reconciler::Object>(obj: &K) -> bool {
+    obj.meta().deletion_timestamp.is_some()
+        || !obj
+            .status()
+            .is_some_and(|s| crate::api::conditions::is_ready(K::conditions(s)))
+}
+
 /// A watch of one kind feeding its shared cache; `on_change` sees every object after the cache has it
-/// (to wake dependents), and only changes that need a reconcile reach the controller.
+/// (to wake dependents), and only changes that need a reconcile reach the controller. A lost watch (the
+/// API server restarting, say) is logged once, retried within seconds, and logged again when it is back,
+/// when `on_restored` gets the cache (which kept serving reconciles meanwhile).
 fn watched<K: Managed>(
     client: &kube::Client,
     config: &watcher::Config,
     writer: reflector::store::Writer<K>,
     on_change: impl Fn(&K) + Send + 'static,
+    on_restored: impl Fn(&reflector::Store<K>) + Send + 'static,
 ) -> impl futures::Stream<Item = Result<K, watcher::Error>> + Send + 'static {
     let kind = K::kind(&()).to_string();
+    let store = writer.as_reader();
     server::CacheSync::global().expect(&kind);
+    let mut lost = false;
     watcher(Api::<K>::all(client.clone()), config.clone())
-        .default_backoff()
+        .backoff(schedule::WatchBackoff::default())
         // managedFields are the largest part of a server-side-applied object and nothing here reads them:
         // dropping them before the cache keeps memory lean at thousands of objects.
         .modify(|obj| kube::ResourceExt::managed_fields_mut(obj).clear())
         .reflect(writer)
-        .inspect_ok(move |event| {
-            if matches!(event, watcher::Event::InitDone) {
-                server::CacheSync::global().synced(&kind);
+        .inspect(move |event| match event {
+            Err(error) if !lost => {
+                lost = true;
+                warn!(kind = %kind, %error, "watch lost; reconciling from the cache while it reconnects");
+            }
+            Err(error) => debug!(kind = %kind, %error, "watch still reconnecting"),
+            Ok(event) => {
+                if matches!(event, watcher::Event::InitDone) {
+                    server::CacheSync::global().synced(&kind);
+                }
+                if std::mem::take(&mut lost) {
+                    info!(kind = %kind, "watch restored; looking at objects with pending work");
+                    on_restored(&store);
+                }
             }
         })
         .applied_objects()
@@ -179,38 +221,38 @@ pub async fn run(client: kube::Client, options: RunOptions) -> anyhow::Result<()
         contracts: wake_contracts,
     };
 
-    let endpoint_events = watched(
+    let endpoint_controller = controller(
         &client,
         &config,
         endpoints_writer,
         wake_on(&wakers, &stores, wake::Wakers::endpoint_changed),
     );
-    let provider_events = watched(
+    let provider_controller = controller(
         &client,
         &config,
         providers_writer,
         wake_on(&wakers, &stores, wake::Wakers::provider_changed),
     );
-    let contract_events = watched(
+    let contract_controller = controller(
         &client,
         &config,
         contracts_writer,
         wake_on(&wakers, &stores, wake::Wakers::contract_changed),
     );
-    let customer_events = watched(
+    let customer_controller = controller(
         &client,
         &config,
         customers_writer,
         wake_on(&wakers, &stores, wake::Wakers::customer_changed),
     );
-    let subscription_events = watched(
+    let subscription_controller = controller(
         &client,
         &config,
         subscriptions_writer,
         |_: &CloudServiceSubscription| {},
     );
-    let grant_events = watched(&client, &config, grants_writer, |_: &AccessGrant| {});
-    let support_request_events = watched(&client, &config, support_requests_writer, |_: &SupportRequest| {});
+    let grant_controller = controller(&client, &config, grants_writer, |_: &AccessGrant| {});
+    let support_request_controller = controller(&client, &config, support_requests_writer, |_: &SupportRequest| {});
 
     let metrics = Arc::new(metrics::Metrics::default());
     let ctx = Arc::new(Context::new(
@@ -225,29 +267,14 @@ pub async fn run(client: kube::Client, options: RunOptions) -> anyhow::Result<()
     let server = server::serve(options.listen, ctx.clone(), leadership.clone());
     info!(listen = %options.listen, "navigator controllers starting");
     let controllers = futures::future::join_all([
-        drive(Controller::for_stream(endpoint_events, endpoints), ctx.clone()),
+        drive(endpoint_controller, ctx.clone()),
+        drive(provider_controller.reconcile_on(providers_to_wake), ctx.clone()),
+        drive(contract_controller.reconcile_on(contracts_to_wake), ctx.clone()),
+        drive(customer_controller.reconcile_on(customers_to_wake), ctx.clone()),
+        drive(subscription_controller.reconcile_on(subscriptions_to_wake), ctx.clone()),
+        drive(grant_controller.reconcile_on(grants_to_wake), ctx.clone()),
         drive(
-            Controller::for_stream(provider_events, providers).reconcile_on(providers_to_wake),
-            ctx.clone(),
-        ),
-        drive(
-            Controller::for_stream(contract_events, contracts).reconcile_on(contracts_to_wake),
-            ctx.clone(),
-        ),
-        drive(
-            Controller::for_stream(customer_events, customers).reconcile_on(customers_to_wake),
-            ctx.clone(),
-        ),
-        drive(
-            Controller::for_stream(subscription_events, subscriptions).reconcile_on(subscriptions_to_wake),
-            ctx.clone(),
-        ),
-        drive(
-            Controller::for_stream(grant_events, grants).reconcile_on(grants_to_wake),
-            ctx.clone(),
-        ),
-        drive(
-            Controller::for_stream(support_request_events, support_requests).reconcile_on(support_requests_to_wake),
+            support_request_controller.reconcile_on(support_requests_to_wake),
             ctx.clone(),
         ),
     ]);

@@ -140,6 +140,9 @@ pub trait Managed: Object {
 
 /// The entry point given to `kube::runtime::Controller::run` for every kind.
 pub async fn reconcile<K: Managed>(obj: Arc<K>, ctx: Arc<Context>) -> Result<Action, Error> {
+    // Every kind's cache must hold its first full list before any decision: a reference missing from a
+    // cache still filling is not a missing reference (no false Stalled, no cleanup concluding "gone").
+    super::server::CacheSync::global().wait_all_synced().await;
     let started = Instant::now();
     let kind = K::kind(&());
     let _in_flight = ctx.metrics.reconcile_started(&kind);
@@ -170,13 +173,14 @@ pub fn error_policy<K: Managed>(obj: Arc<K>, error: &Error, ctx: Arc<Context>) -
         return Action::requeue(schedule::jitter(ctx.settings.progress_poll));
     }
     let key = object_key(&*obj);
-    let delay = ctx.backoff.failure(&key);
+    let delay = schedule::failure_delay(ctx.backoff.failure(&key), error.is_apiserver_unavailable());
     warn!(kind = %K::kind(&()), object = %key, error = %error, retry_in = ?delay, "reconcile failed");
     Action::requeue(delay)
 }
 
 async fn apply_and_report<K: Managed>(obj: &K, ctx: &Context) -> Action {
     let key = object_key(obj);
+    let mut apiserver_unavailable = false;
     let (outcome_status, phase, requeue, exact) = match obj.apply(ctx).await {
         Ok(outcome) => (
             Some(outcome.status),
@@ -184,20 +188,23 @@ async fn apply_and_report<K: Managed>(obj: &K, ctx: &Context) -> Action {
             outcome.requeue_after,
             outcome.exact,
         ),
-        Err(error) => (None, error.phase(), None, false),
+        Err(error) => {
+            apiserver_unavailable = error.is_apiserver_unavailable();
+            (None, error.phase(), None, false)
+        }
     };
     let status = outcome_status.unwrap_or_else(|| obj.status().cloned().unwrap_or_default());
     if let Err(error) = write_status(obj, status, &phase, ctx).await {
         // Could not record the outcome: retry with backoff, the next attempt recomputes it.
         ctx.metrics.reconcile_failed(&K::kind(&()));
-        let delay = ctx.backoff.failure(&key);
+        let delay = schedule::failure_delay(ctx.backoff.failure(&key), error.is_apiserver_unavailable());
         warn!(object = %key, %error, retry_in = ?delay, "writing status failed");
         return Action::requeue(delay);
     }
     let delay = match &phase {
         Phase::Failed { .. } => {
             ctx.metrics.reconcile_failed(&K::kind(&()));
-            ctx.backoff.failure(&key)
+            schedule::failure_delay(ctx.backoff.failure(&key), apiserver_unavailable)
         }
         _ => {
             ctx.backoff.success(&key);

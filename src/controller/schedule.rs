@@ -69,6 +69,55 @@ impl Backoff {
     }
 }
 
+/// How soon an object retries after the API server itself was unreachable or unavailable, whatever its
+/// own backoff: such a failure says nothing about the object, and when the API server returns, pending
+/// work should go on within seconds.
+pub const APISERVER_RETRY: Duration = Duration::from_secs(2);
+
+/// The wait after a failed reconcile: the object's backoff, but no longer than [`APISERVER_RETRY`]
+/// (jittered) when the API server was what failed.
+pub fn failure_delay(backoff: Duration, apiserver_unavailable: bool) -> Duration {
+    if apiserver_unavailable {
+        backoff.min(jitter(APISERVER_RETRY))
+    } else {
+        backoff
+    }
+}
+
+/// Waits between attempts to re-establish a watch: 250 ms doubling to 2 s, reset by any event. kube's
+/// default grows to 30 s, which after an API server restart left the caches without updates for 16-24 s
+/// while work was pending; an attempt is one cheap request, so trying often costs little.
+pub struct WatchBackoff {
+    next: Duration,
+}
+
+impl WatchBackoff {
+    const FIRST: Duration = Duration::from_millis(250);
+    const MAX: Duration = Duration::from_secs(2);
+}
+
+impl Default for WatchBackoff {
+    fn default() -> Self {
+        WatchBackoff { next: Self::FIRST }
+    }
+}
+
+impl Iterator for WatchBackoff {
+    type Item = Duration;
+
+    fn next(&mut self) -> Option<Duration> {
+        let delay = self.next;
+        self.next = (delay * 2).min(Self::MAX);
+        Some(jitter(delay))
+    }
+}
+
+impl kube::runtime::utils::Backoff for WatchBackoff {
+    fn reset(&mut self) {
+        self.next = Self::FIRST;
+    }
+}
+
 /// `base × 2^(failures-1)`, capped at `max`.
 pub fn backoff_delay(base: Duration, max: Duration, failures: u32) -> Duration {
     let exponent = failures.saturating_sub(1).min(20);
@@ -106,6 +155,28 @@ mod tests {
             "after success it starts again at 1 s"
         );
         assert_eq!(backoff.len(), 1);
+    }
+
+    #[test]
+    fn an_unavailable_api_server_retries_within_seconds_whatever_the_backoff() {
+        let long = Duration::from_secs(64);
+        assert_eq!(failure_delay(long, false), long);
+        assert!(failure_delay(long, true) <= APISERVER_RETRY.mul_f64(1.1));
+        assert_eq!(
+            failure_delay(Duration::from_millis(500), true),
+            Duration::from_millis(500)
+        );
+    }
+
+    #[test]
+    fn a_lost_watch_retries_within_two_seconds_and_starts_over_after_an_event() {
+        use kube::runtime::utils::Backoff as _;
+        let mut backoff = WatchBackoff::default();
+        let delays: Vec<Duration> = (0..10).map(|_| backoff.next().unwrap()).collect();
+        assert!(delays[0] <= Duration::from_millis(275));
+        assert!(delays.iter().all(|d| *d <= Duration::from_millis(2200)), "{delays:?}");
+        backoff.reset();
+        assert!(backoff.next().unwrap() <= Duration::from_millis(275));
     }
 
     #[test]

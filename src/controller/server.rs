@@ -30,12 +30,24 @@ struct ServerState {
 /// Which watches have delivered their first full list, per kind. `watched` (in `controller`) registers
 /// each kind when it builds its watch and marks it synced at the list's end.
 ///
-/// This does not use `Store::wait_until_ready`: kube's controllers wait on it too, and its one-shot channel
-/// wakes only the last task that polled it, so a second waiter can leave a controller asleep. One operator
-/// runs per process, so the registry is process-wide.
-#[derive(Default)]
+/// Reconciles wait here until every kind is synced ([`CacheSync::wait_all_synced`]): a reconcile that ran
+/// on a cache still filling would take "not in the cache" for "does not exist" (a false `Stalled`, or a
+/// cleanup concluding an instance is gone). This does not use `Store::wait_until_ready`: kube's
+/// controllers wait on it too, and its one-shot channel wakes only the last task that polled it, so a
+/// second waiter can leave a controller asleep. One operator runs per process, so the registry is
+/// process-wide.
 pub struct CacheSync {
     kinds: Mutex<BTreeMap<String, bool>>,
+    all_synced: tokio::sync::watch::Sender<bool>,
+}
+
+impl Default for CacheSync {
+    fn default() -> Self {
+        CacheSync {
+            kinds: Mutex::default(),
+            all_synced: tokio::sync::watch::Sender::new(false),
+        }
+    }
 }
 
 impl CacheSync {
@@ -47,23 +59,33 @@ impl CacheSync {
 
     /// A watch of `kind` exists and has not listed everything yet.
     pub fn expect(&self, kind: &str) {
-        self.kinds
-            .lock()
-            .expect("cache sync")
-            .entry(kind.to_string())
-            .or_insert(false);
+        let mut kinds = self.kinds.lock().expect("cache sync");
+        kinds.entry(kind.to_string()).or_insert(false);
+        self.all_synced.send_replace(all_true(&kinds));
     }
 
     /// The watch of `kind` delivered its first full list.
     pub fn synced(&self, kind: &str) {
-        self.kinds.lock().expect("cache sync").insert(kind.to_string(), true);
+        let mut kinds = self.kinds.lock().expect("cache sync");
+        kinds.insert(kind.to_string(), true);
+        self.all_synced.send_replace(all_true(&kinds));
     }
 
     /// Whether every registered watch has listed everything (and there is at least one).
     pub fn all_synced(&self) -> bool {
-        let kinds = self.kinds.lock().expect("cache sync");
-        !kinds.is_empty() && kinds.values().all(|synced| *synced)
+        *self.all_synced.borrow()
     }
+
+    /// Returns once every registered watch has listed everything (at once when they have).
+    pub async fn wait_all_synced(&self) {
+        let mut synced = self.all_synced.subscribe();
+        // The sender lives as long as the process-wide registry, so this cannot fail.
+        let _ = synced.wait_for(|synced| *synced).await;
+    }
+}
+
+fn all_true(kinds: &BTreeMap<String, bool>) -> bool {
+    !kinds.is_empty() && kinds.values().all(|synced| *synced)
 }
 
 pub async fn serve(listen: SocketAddr, ctx: Arc<Context>, leadership: Arc<Leadership>) -> anyhow::Result<()> {
@@ -148,6 +170,30 @@ mod tests {
         caches.synced("ProviderOrg");
         caches.expect("ProviderOrg");
         assert!(caches.all_synced(), "registering again keeps what was synced");
+    }
+
+    #[tokio::test]
+    async fn every_waiter_wakes_when_the_last_cache_syncs() {
+        let caches = std::sync::Arc::new(CacheSync::default());
+        caches.expect("CustomerOrg");
+        caches.expect("CloudServiceSubscription");
+        let waiters: Vec<_> = (0..3)
+            .map(|_| {
+                let caches = caches.clone();
+                tokio::spawn(async move { caches.wait_all_synced().await })
+            })
+            .collect();
+        tokio::task::yield_now().await;
+        caches.synced("CloudServiceSubscription");
+        tokio::task::yield_now().await;
+        assert!(waiters.iter().all(|w| !w.is_finished()), "one kind still lists");
+        caches.synced("CustomerOrg");
+        for waiter in waiters {
+            tokio::time::timeout(std::time::Duration::from_secs(5), waiter)
+                .await
+                .expect("every waiter wakes, not only the last one to poll")
+                .unwrap();
+        }
     }
 
     #[test]

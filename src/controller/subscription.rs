@@ -214,13 +214,21 @@ impl Managed for CloudServiceSubscription {
             return Ok(Cleanup::Done);
         }
         let namespace = self.namespace().unwrap_or_default();
-        // Nothing was provisioned without a provisioned customer; with the customer or endpoint gone, the
-        // tenant (and the instance in it) went with them.
-        let Some(customer) = ctx.stores.customer(&namespace, &self.spec.customer_org_ref.name) else {
+        // Nothing was provisioned without a provisioned customer; with the customer or endpoint really gone
+        // from the API, the tenant (and the instance in it) went with them.
+        let customer_name = &self.spec.customer_org_ref.name;
+        let Some(customer) = ctx
+            .cached_or_live(&ctx.stores.customers, Some(&namespace), customer_name)
+            .await?
+        else {
             return Ok(Cleanup::Done);
         };
         let endpoint = self.endpoint_name(&customer);
-        if ctx.stores.endpoint(&endpoint).is_none() {
+        if ctx
+            .cached_or_live(&ctx.stores.endpoints, None, &endpoint)
+            .await?
+            .is_none()
+        {
             return Ok(Cleanup::Done);
         }
         // Delete by name even when no external id was recorded: a create may have landed before a crash.

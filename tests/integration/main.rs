@@ -11,6 +11,7 @@ mod billing;
 mod bench;
 mod controlplane;
 mod engine;
+mod restarts;
 
 mod access;
 mod gitops;

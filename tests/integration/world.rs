@@ -238,7 +238,11 @@ impl World {
     /// Creates the credentials Secret, CloudEndpoint, ProviderOrg and an active contract covering
     /// `compute` on the endpoint.
     pub async fn new(prefix: &str, simulator: &Simulator, rate_limit: u32) -> Self {
-        let client = shared().client().await;
+        Self::new_on(shared().client().await, prefix, simulator, rate_limit).await
+    }
+
+    /// [`World::new`] on the control plane `client` talks to (a test's own, not the shared one).
+    pub async fn new_on(client: kube::Client, prefix: &str, simulator: &Simulator, rate_limit: u32) -> Self {
         crate::api::install_crds(&client).await;
         let run = format!("{prefix}-{}", &uuid::Uuid::new_v4().simple().to_string()[..6]);
         let world = World {

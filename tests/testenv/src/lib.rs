@@ -461,6 +461,34 @@ impl ControlPlane {
         kube::Client::try_from(config).expect("a kube client")
     }
 
+    /// Kills kube-apiserver (SIGKILL, as in a crash), keeps it down for `down_for`, then starts it again on
+    /// the same port with the same etcd and waits until it is ready: for tests of clients that must ride
+    /// out an API server restart. etcd and kube-controller-manager keep running.
+    pub fn restart_apiserver(&self, down_for: Duration) -> Result<()> {
+        {
+            let mut processes = self.processes.lock().unwrap();
+            let index = processes
+                .iter()
+                .position(|(name, _)| name == "kube-apiserver")
+                .context("kube-apiserver is not running")?;
+            let (_, mut child) = processes.remove(index);
+            child.kill()?;
+            child.wait()?;
+        }
+        std::thread::sleep(down_for);
+        let port: u16 = self
+            .server
+            .rsplit(':')
+            .next()
+            .and_then(|p| p.parse().ok())
+            .context("the apiserver URL has a port")?;
+        // The log of the first run is kept beside the new one.
+        let log = self.dir.join("kube-apiserver.log");
+        let _ = fs::rename(&log, self.dir.join("kube-apiserver.before-restart.log"));
+        self.spawn("kube-apiserver", &self.apiserver_args(port))?;
+        self.wait_ready(Duration::from_secs(120))
+    }
+
     /// Stops every process now (the watchdog would otherwise do it when this process ends).
     pub fn stop(&self) {
         for (_, child) in self.processes.lock().unwrap().iter_mut().rev() {
