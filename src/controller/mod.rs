@@ -136,8 +136,7 @@ fn watched<K: Managed>(
     let store = writer.as_reader();
     server::CacheSync::global().expect(&kind);
     let mut lost = false;
-    watcher(Api::<K>::all(client.clone()), config.clone())
-        .backoff(schedule::WatchBackoff::default())
+    relisting_watcher(Api::<K>::all(client.clone()), config.clone())
         // managedFields are the largest part of a server-side-applied object and nothing here reads them:
         // dropping them before the cache keeps memory lean at thousands of objects.
         .modify(|obj| kube::ResourceExt::managed_fields_mut(obj).clear())
@@ -148,19 +147,57 @@ fn watched<K: Managed>(
                 warn!(kind = %kind, %error, "watch lost; reconciling from the cache while it reconnects");
             }
             Err(error) => debug!(kind = %kind, %error, "watch still reconnecting"),
-            Ok(event) => {
-                if matches!(event, watcher::Event::InitDone) {
-                    server::CacheSync::global().synced(&kind);
-                }
+            Ok(watcher::Event::InitDone) => {
+                server::CacheSync::global().synced(&kind);
                 if std::mem::take(&mut lost) {
                     info!(kind = %kind, "watch restored; looking at objects with pending work");
                     on_restored(&store);
                 }
             }
+            Ok(_) => {}
         })
         .applied_objects()
         .inspect_ok(move |obj| on_change(obj))
         .predicate_filter(change_key, Default::default())
+        // Errors were logged above and the watch backs off by itself; passed on, they would also make the
+        // controller back its trigger stream off, up to 30 s.
+        .filter(|item| futures::future::ready(item.is_ok()))
+}
+
+/// kube's watcher, started afresh (a full list) after any error, waiting [`schedule::WatchBackoff`]
+/// first. kube's own watcher resumes a broken watch silently from its last resourceVersion, so nothing
+/// would tell that it is back; a fresh list does (its `InitDone` event), and it also brings back anything
+/// the cache missed while the watch was down. The backoff starts over only once events flow again (a
+/// list's `Init` comes before its request, so it proves nothing).
+fn relisting_watcher<K: Managed>(
+    api: Api<K>,
+    config: watcher::Config,
+) -> impl futures::Stream<Item = Result<watcher::Event<K>, watcher::Error>> + Send + 'static {
+    use kube::runtime::utils::Backoff as _;
+    let start = move || watcher(api.clone(), config.clone()).boxed();
+    let state = (start(), start, schedule::WatchBackoff::default(), None);
+    futures::stream::unfold(state, |(mut current, start, mut backoff, wait)| async move {
+        if let Some(wait) = wait {
+            tokio::time::sleep(wait).await;
+            current = start();
+        }
+        loop {
+            match current.next().await {
+                Some(Ok(event)) => {
+                    if !matches!(event, watcher::Event::Init) {
+                        backoff.reset();
+                    }
+                    return Some((Ok(event), (current, start, backoff, None)));
+                }
+                Some(Err(error)) => {
+                    let wait = backoff.next();
+                    return Some((Err(error), (current, start, backoff, wait)));
+                }
+                // kube's watcher never ends; if it did, a fresh one lists again.
+                None => current = start(),
+            }
+        }
+    })
 }
 
 /// A change hook calling one of the [`wake::Wakers`] methods.
