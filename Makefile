@@ -17,10 +17,10 @@ controlplane: ## Build etcd, kube-apiserver, kube-controller-manager, kubectl an
 cluster: controlplane ## Start a local control plane on loopback until Ctrl-C
 	$(CARGO) run -q -p navigator-testenv --bin navigator-testenv
 
-demo: controlplane ## Show Navigator working end to end on a local control plane (Ctrl-C stops it)
+demo: controlplane ## Show Navigator working end to end on a local control plane (Ctrl-C stops it; DEMO_EXIT=1 stops at the end)
 	scripts/demo.sh
 
-test: controlplane deps ## Run every unit and integration test against a real control plane
+test: controlplane deps ## Run every unit and integration test against a real control plane, then a DEMO_EXIT=1 demo
 	scripts/test.sh
 
 lint: ## Formatting, clippy with warnings as errors, generated files unchanged

@@ -1,34 +1,167 @@
 #!/usr/bin/env bash
 # `make demo`: builds what is missing, starts a local control plane, and shows Navigator working on it.
-# Everything it starts stops on Ctrl-C.
+# Everything it starts stops on Ctrl-C, or at the end with DEMO_EXIT=1.
+#
+#   DEMO_SIMULATOR_PORT  loopback port of the simulated cloud (default: a free one)
+#   DEMO_OPERATOR_PORT   loopback port of the operator's /metrics, /healthz, /readyz (default: a free one)
+#   DEMO_EXIT=1          run everything, then stop everything; exit 0, or non-zero on any failure
+#   DEMO_STATE_DIR       kubeconfig, logs and the rewritten examples (default .cache/demo, emptied first;
+#                        a directory given here must be empty or absent)
+#   NAVIGATOR_BIN        where kubectl and helm are (default .cache/bin)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root="$PWD"
 bin="${NAVIGATOR_BIN:-$root/.cache/bin}"
-state="$root/.cache/demo"
-rm -rf "$state" && mkdir -p "$state"
+demo_exit="${DEMO_EXIT:-0}"
+if [[ -n "${DEMO_STATE_DIR:-}" ]]; then
+	state="$DEMO_STATE_DIR"
+	# Never empty a directory someone named: it could hold anything.
+	[[ ! -e "$state" || -z "$(ls -A "$state")" ]] || { echo "demo: DEMO_STATE_DIR=$state is not empty" >&2; exit 1; }
+	mkdir -p "$state"
+else
+	state="$root/.cache/demo"
+	rm -rf "$state" && mkdir -p "$state"
+fi
 export PATH="$bin:$PATH"
 export KUBECONFIG="$state/kubeconfig"
 
-say() { printf '\n\033[1m==> %s\033[0m\n' "$*"; }
-pids=()
-cleanup() {
-	trap - EXIT INT TERM
-	for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
-	wait 2>/dev/null || true
-	echo "Demo stopped."
+if [[ -t 1 ]]; then bold=$'\033[1m' plain=$'\033[0m'; else bold='' plain=''; fi
+step="starting"
+say() {
+	check_alive
+	step="$*"
+	printf '\n%s==> %s%s\n' "$bold" "$*" "$plain"
 }
-trap cleanup EXIT INT TERM
+fail() {
+	printf 'demo: %s\n' "$*" >&2
+	exit 1
+}
 
-say "Building navigator and the control plane launcher"
-cargo build -q --bin navigator -p navigator -p navigator-testenv
-navigator="$root/target/debug/navigator"
+# The processes the demo runs in the background, by name, with their logs.
+names=()
+declare -A pid_of log_of
+start() { # NAME LOG COMMAND...
+	local name="$1" log="$2"
+	shift 2
+	"$@" >"$log" 2>&1 &
+	pid_of[$name]=$!
+	log_of[$name]=$log
+	names+=("$name")
+}
+reported=""
+# Stops the demo, with the end of its log, as soon as one of them has exited.
+check_alive() {
+	local name status
+	for name in "${names[@]}"; do
+		kill -0 "${pid_of[$name]}" 2>/dev/null && continue
+		status=0
+		wait "${pid_of[$name]}" || status=$?
+		printf '\ndemo: the %s exited (status %s) during "%s". Last lines of %s:\n' \
+			"$name" "$status" "$step" "${log_of[$name]}" >&2
+		tail -n 20 "${log_of[$name]}" | sed 's/^/  /' >&2
+		reported=1
+		exit 1
+	done
+}
+# Runs a command that waits (kubectl wait, a poll) in the background and checks meanwhile that the
+# processes above still run, so that a crash stops the demo now rather than at the command's timeout.
+waiting=""
+watching() {
+	"$@" &
+	waiting=$!
+	while kill -0 "$waiting" 2>/dev/null; do
+		check_alive
+		sleep 0.2
+	done
+	local status=0
+	wait "$waiting" || status=$?
+	waiting=""
+	return "$status"
+}
+
+running() { # PID: alive and not a zombie
+	local stat
+	stat="$(ps -o stat= -p "$1" 2>/dev/null)" && [[ "$stat" != Z* ]]
+}
+any_running() { # PID...
+	local pid
+	for pid in "$@"; do running "$pid" && return 0; done
+	return 1
+}
+stop_all() { # PID...: SIGTERM, up to 15 s to exit, then SIGKILL
+	local pid _
+	for pid in "$@"; do kill -TERM "$pid" 2>/dev/null || true; done
+	for _ in $(seq 1 75); do
+		any_running "$@" || return 0
+		sleep 0.2
+	done
+	for pid in "$@"; do kill -KILL "$pid" 2>/dev/null || true; done
+}
+cleanup() {
+	local status=$?
+	trap - EXIT INT TERM
+	if [[ -n "$waiting" ]]; then stop_all "$waiting"; fi
+	if [[ -n "${pid_of[operator]:-}" ]]; then
+		if [[ "$status" -ne 0 && "$status" -ne 130 && -z "$reported" ]]; then
+			printf '\ndemo: last lines of the operator log (%s):\n' "${log_of[operator]}" >&2
+			tail -n 15 "${log_of[operator]}" | sed 's/^/  /' >&2
+		fi
+		stop_all "${pid_of[operator]}" "${pid_of[simulator]}"
+	fi
+	if [[ -n "${pid_of[control plane]:-}" ]]; then
+		# etcd, kube-apiserver and kube-controller-manager are children of navigator-testenv, whose
+		# watchdog stops them when it exits; wait for them too so that nothing outlives the demo.
+		local cp
+		mapfile -t cp < <(pgrep -P "${pid_of[control plane]}" || true)
+		stop_all "${pid_of[control plane]}" "${cp[@]}"
+	fi
+	wait 2>/dev/null || true
+	if [[ "$status" -ne 0 && "$status" -ne 130 ]]; then
+		printf '\ndemo: failed during "%s" (exit status %s). Logs: %s\n' "$step" "$status" "$state" >&2
+	fi
+	echo "Demo stopped."
+	exit "$status"
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+port_in_use() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+# choose_port VARIABLE [AVOID]: the port asked for in $VARIABLE, which must be free, or else a free one.
+choose_port() {
+	local var="$1" avoid="${2:-}" port="${!1:-}" _
+	if [[ -n "$port" ]]; then
+		if ! [[ "$port" =~ ^[0-9]+$ ]] || ((port < 1 || port > 65535)); then fail "$var=$port is not a port number"; fi
+		[[ "$port" != "$avoid" ]] || fail "$var=$port is the port chosen for the other listener"
+		! port_in_use "$port" || fail "port $port on 127.0.0.1 ($var) is already in use: free it, or unset $var to let the demo pick a free port"
+		echo "$port"
+		return
+	fi
+	# Below Linux's ephemeral range (32768-60999), so outgoing connections do not take it meanwhile.
+	for _ in $(seq 1 500); do
+		port=$((20000 + RANDOM % 12000))
+		[[ "$port" != "$avoid" ]] && ! port_in_use "$port" && { echo "$port" && return; }
+	done
+	fail "no free port on 127.0.0.1 found for the $var listener"
+}
+# Fail now, before the build, when a port asked for is taken.
+[[ -z "${DEMO_SIMULATOR_PORT:-}" ]] || [[ -n "$(choose_port DEMO_SIMULATOR_PORT)" ]]
+[[ -z "${DEMO_OPERATOR_PORT:-}" ]] || [[ -n "$(choose_port DEMO_OPERATOR_PORT "${DEMO_SIMULATOR_PORT:-}")" ]]
+
+say "Building navigator and the control plane launcher (navigator-testenv); the first build takes several minutes"
+cargo build -p navigator --bin navigator -p navigator-testenv --bin navigator-testenv
+target="$(cargo metadata --format-version 1 --no-deps | sed -n 's/.*"target_directory":"\([^"]*\)".*/\1/p')"
+navigator="$target/debug/navigator"
+testenv="$target/debug/navigator-testenv"
+[[ -x "$navigator" && -x "$testenv" ]] || fail "cargo build did not produce $navigator and $testenv"
 
 say "Starting etcd, kube-apiserver and kube-controller-manager on loopback"
-"$root/target/debug/navigator-testenv" --kubeconfig-out "$KUBECONFIG" >"$state/controlplane.log" 2>&1 &
-pids+=($!)
-for _ in $(seq 1 300); do [[ -f "$KUBECONFIG" ]] && break; kill -0 "${pids[0]}" 2>/dev/null || { cat "$state/controlplane.log"; exit 1; }; sleep 0.5; done
-[[ -f "$KUBECONFIG" ]] || { echo "control plane did not start; see $state/controlplane.log" >&2; exit 1; }
+start "control plane" "$state/controlplane.log" "$testenv" --kubeconfig-out "$KUBECONFIG"
+wait_kubeconfig() {
+	for _ in $(seq 1 600); do [[ -f "$KUBECONFIG" ]] && return; sleep 0.5; done
+	fail "the control plane did not start in 5 minutes; see $state/controlplane.log"
+}
+watching wait_kubeconfig
 
 say "kubectl version"
 kubectl version
@@ -38,19 +171,26 @@ say "navigator --version"
 
 say "Installing the CRDs"
 kubectl apply -f crds/
-kubectl wait --for=condition=Established -f crds/ --timeout=60s
+watching kubectl wait --for=condition=Established -f crds/ --timeout=60s
 
-say "Starting the simulated cloud on 127.0.0.1:8089 and the operator"
-"$navigator" simulator --listen 127.0.0.1:8089 --provision-seconds 3 >"$state/simulator.log" 2>&1 &
-pids+=($!)
-"$navigator" run --listen 127.0.0.1:8080 >"$state/operator.log" 2>&1 &
-pids+=($!)
+sim_port="$(choose_port DEMO_SIMULATOR_PORT "${DEMO_OPERATOR_PORT:-}")"
+operator_port="$(choose_port DEMO_OPERATOR_PORT "$sim_port")"
+sim_url="http://127.0.0.1:$sim_port"
+say "Starting the simulated cloud on 127.0.0.1:$sim_port and the operator (metrics on 127.0.0.1:$operator_port)"
+start simulator "$state/simulator.log" "$navigator" simulator --listen "127.0.0.1:$sim_port" --provision-seconds 3
+start operator "$state/operator.log" "$navigator" run --listen "127.0.0.1:$operator_port"
+wait_http() { # URL: until something answers there
+	for _ in $(seq 1 300); do curl -s -o /dev/null "$1" && return; sleep 0.2; done
+	fail "nothing answers on $1 after 60 s"
+}
+watching wait_http "$sim_url/"
+watching wait_http "http://127.0.0.1:$operator_port/healthz"
 
 say "A usage history dated last month on the simulator (X-Simulator-Time), so that there is a closed period to invoice"
 last_month="$(date -u -d "$(date -u +%Y-%m-01) -1 month" +%Y-%m)"
 sim_at() { # METHOD TIME PATH [BODY]
 	curl -sSf -o /dev/null -X "$1" -H "Authorization: Bearer navigator-dev-token" -H "Content-Type: application/json" \
-		-H "X-Simulator-Time: $2" "http://127.0.0.1:8089/v1/$3" ${4:+-d "$4"}
+		-H "X-Simulator-Time: $2" "$sim_url/v1/$3" ${4:+-d "$4"}
 }
 sim_at PUT "${last_month}-01T00:00:00Z" orgs/globex '{"displayName": "Globex Corporation"}'
 sim_at PUT "${last_month}-01T00:00:00Z" orgs/initech '{"displayName": "Initech"}'
@@ -62,47 +202,60 @@ sim_at PUT "${last_month}-10T00:00:00Z" orgs/initech/instances/initech-batch \
 sim_at DELETE "${last_month}-12T00:00:00Z" orgs/initech/instances/initech-batch
 echo "globex-migration ran 10 days and initech-batch 2 days in ${last_month}"
 
-say "kubectl apply -f examples/"
-kubectl apply -f examples/
+# examples/ name the simulator's usual address; the demo's simulator listens where the demo chose.
+say "kubectl apply -f examples/ (the CloudEndpoint's url set to $sim_url)"
+mkdir -p "$state/examples"
+for file in examples/*.yaml; do
+	sed "s#http://127.0.0.1:8089#$sim_url#g" "$file" >"$state/examples/${file#examples/}"
+done
+grep -q "url: $sim_url\$" "$state/examples/"*.yaml ||
+	fail "no 'url: http://127.0.0.1:8089' in examples/*.yaml to point at the demo's simulator"
+kubectl apply -f "$state/examples/"
 
 say "Waiting until the endpoint, provider, customers and subscriptions are Ready"
 for kind in cloudendpoints providerorgs customerorgs cloudservicesubscriptions; do
-	kubectl wait --for=condition=Ready "$kind" --all -A --timeout=180s
+	watching kubectl wait --for=condition=Ready "$kind" --all -A --timeout=180s
 done
 
 say "kubectl get navigator -A"
 kubectl get navigator -A
 
 say "What the simulated cloud holds"
-curl -s -H "Authorization: Bearer navigator-dev-token" http://127.0.0.1:8089/v1/orgs; echo
+curl -sSf -H "Authorization: Bearer navigator-dev-token" "$sim_url/v1/orgs"
+echo
 
 say "The role catalogue and the no-escalation admission policy, from the Helm chart's templates"
 helm template navigator charts/navigator --show-only templates/roles.yaml \
 	--show-only templates/access-admission.yaml | kubectl apply -f -
 
 say "Access grants: RoleBindings in the provider and customer namespaces, users on the endpoint"
-kubectl wait --for=jsonpath='{.status.phase}'=Active accessgrants --all -n acme-cloud --timeout=120s
+watching kubectl wait --for=jsonpath='{.status.phase}'=Active accessgrants --all -n acme-cloud --timeout=120s
 kubectl get accessgrants -n acme-cloud
 kubectl get rolebindings -n acme-cloud-globex
 echo "globex-admin on the endpoint: $(kubectl get accessgrant globex-admin -n acme-cloud -o jsonpath='{.status.endpointUser}')"
 
 say "Support: the vendor answers globex-vm-boot (POST /sim/tickets/{id}/reply on the simulator)"
-kubectl wait --for=condition=Ready supportrequest/globex-vm-boot -n acme-cloud --timeout=120s
+watching kubectl wait --for=condition=Ready supportrequest/globex-vm-boot -n acme-cloud --timeout=120s
 ticket="$(kubectl get supportrequest globex-vm-boot -n acme-cloud -o jsonpath='{.status.ticketId}')"
-curl -s -X POST -H "Authorization: Bearer navigator-dev-token" -H "Content-Type: application/json" \
+curl -sSf -o /dev/null -X POST -H "Authorization: Bearer navigator-dev-token" -H "Content-Type: application/json" \
 	-d '{"body": "We are looking into it. Please send the hypervisor logs.", "state": "WaitingOnCustomer"}' \
-	"http://127.0.0.1:8089/sim/tickets/$ticket/reply" >/dev/null
-kubectl wait --for=jsonpath='{.status.vendorState}'=WaitingOnCustomer supportrequest/globex-vm-boot -n acme-cloud --timeout=120s
+	"$sim_url/sim/tickets/$ticket/reply"
+watching kubectl wait --for=jsonpath='{.status.vendorState}'=WaitingOnCustomer supportrequest/globex-vm-boot \
+	-n acme-cloud --timeout=120s
 kubectl get supportrequests -n acme-cloud -o wide
 kubectl get supportrequest globex-vm-boot -n acme-cloud \
 	-o jsonpath='{range .status.comments[*]}  {.source} {.author}: {.body}{"\n"}{end}'
 kubectl get events -n acme-cloud --field-selector involvedObject.name=globex-vm-boot
 
 say "Invoices for ${last_month}: one per customer, in the customer namespaces (kubectl get invoices -A)"
-for _ in $(seq 1 120); do
-	[[ "$(kubectl get invoices -A --no-headers 2>/dev/null | wc -l)" -ge 2 ]] && break
-	sleep 1
-done
+wait_invoices() {
+	for _ in $(seq 1 120); do
+		[[ "$(kubectl get invoices -A --no-headers 2>/dev/null | wc -l)" -ge 2 ]] && return
+		sleep 1
+	done
+	fail "no invoice for each customer after 120 s"
+}
+watching wait_invoices
 kubectl get invoices -A
 kubectl get invoice "globex-${last_month}" -n acme-cloud-globex -o yaml
 
@@ -113,15 +266,28 @@ say "navigator usage report --provider-namespace acme-cloud --period ${last_mont
 "$navigator" usage report --provider-namespace acme-cloud --period "$last_month"
 
 say "This period so far (ProviderOrg status, as of the last full hour) and the contract's burn-down"
-kubectl get providerorg acme-cloud -o jsonpath='{.status.billing}'; echo
+kubectl get providerorg acme-cloud -o jsonpath='{.status.billing}'
+echo
 kubectl get commitmentcontract acme-2026 -n acme-cloud \
 	-o jsonpath='consumed {.status.consumed}{"\n"}remaining {.status.remaining}{"\n"}forecast {.status.forecast}{"\n"}'
+
+if [[ "$demo_exit" != 0 ]]; then
+	say "DEMO_EXIT=$demo_exit: the demo ran to the end; stopping everything it started"
+	exit 0
+fi
 
 say "The demo is up. From another terminal:"
 echo "  export KUBECONFIG=$KUBECONFIG"
 echo "  export PATH=$bin:\$PATH"
 echo "  kubectl get navigator -A"
 echo "  kubectl describe customerorg -n acme-cloud"
+echo "  curl -s http://127.0.0.1:$operator_port/metrics   # the operator's metrics"
+echo "  curl -s -H 'Authorization: Bearer navigator-dev-token' $sim_url/v1/orgs   # the simulated cloud"
 echo "Logs: $state/operator.log and $state/simulator.log"
 echo "Press Ctrl-C to stop everything the demo started."
-wait "${pids[0]}"
+pids=()
+for name in "${names[@]}"; do pids+=("${pid_of[$name]}"); done
+while :; do
+	wait -n "${pids[@]}" || true
+	check_alive
+done
