@@ -69,6 +69,12 @@ impl Backoff {
     }
 }
 
+/// The wait before retrying a failed object: its backoff (already jittered), but never sooner than the
+/// endpoint's Retry-After. Applied after jitter, so jitter cannot bring the retry forward either.
+pub fn retry_delay(backoff: Duration, retry_after: Option<Duration>) -> Duration {
+    retry_after.map_or(backoff, |retry_after| backoff.max(retry_after))
+}
+
 /// `base × 2^(failures-1)`, capped at `max`.
 pub fn backoff_delay(base: Duration, max: Duration, failures: u32) -> Duration {
     let exponent = failures.saturating_sub(1).min(20);
@@ -106,6 +112,17 @@ mod tests {
             "after success it starts again at 1 s"
         );
         assert_eq!(backoff.len(), 1);
+    }
+
+    #[test]
+    fn a_retry_waits_for_the_longer_of_backoff_and_retry_after() {
+        let s = Duration::from_secs;
+        assert_eq!(retry_delay(s(1), Some(s(3))), s(3), "the endpoint said 3 s");
+        assert_eq!(retry_delay(s(8), Some(s(3))), s(8), "the backoff is longer");
+        assert_eq!(retry_delay(s(2), None), s(2));
+        // The first failure's backoff (about 1 s) never beats a Retry-After, jitter included.
+        let backoff = Backoff::new(s(1), s(60));
+        assert_eq!(retry_delay(backoff.failure("a"), Some(s(3))), s(3));
     }
 
     #[test]
