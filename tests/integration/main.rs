@@ -15,4 +15,5 @@ mod engine;
 mod access;
 mod gitops;
 mod packaging;
+mod retry_after;
 mod support_requests;
