@@ -10,11 +10,12 @@
 //! per second.
 //!
 //! A new limiter starts as if its last window had been fully used: its first request starts one window
-//! after it was made. A process knows nothing of what the process before it sent (an operator killed and
-//! restarted, or a driver rebuilt), so an empty start could add a whole window's worth on top of what the
-//! old one sent in its last second (kills in quick succession doubled the rate the endpoint saw). Every
-//! request the old process sent arrived before the new one made its limiter, so no window of the
-//! endpoint's clock sees both. The price: up to one window (a second) of delay at start.
+//! after it was made. A restarted operator knows nothing of what the killed one sent, so an empty start
+//! could add a whole window's worth on top of what the old one sent in its last second (kills in quick
+//! succession doubled the rate the endpoint saw). A restart takes far longer than a request's flight, so
+//! every request of the old process has arrived before the new one makes its limiter, and no window of
+//! the endpoint's clock sees requests of both. The price: up to one window (a second) of delay whenever a
+//! driver is made (at start, and when its endpoint or Secret changed).
 //!
 //! When the endpoint says "come back after T" (429, or 503 with Retry-After), no call to it starts
 //! before T, whichever object it is for: an endpoint that throttles is throttling this client.
