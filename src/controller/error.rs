@@ -1,5 +1,7 @@
 //! Reconcile errors, each classified into the phase it leaves the object in.
 
+use std::time::Duration;
+
 use kube::runtime::finalizer;
 
 use super::conditions::Phase;
@@ -71,6 +73,15 @@ impl Error {
         }
     }
 
+    /// How long the endpoint asked to wait before trying again (its Retry-After), when it said so. The
+    /// object is not reconciled again before that, whatever its own backoff says.
+    pub fn retry_after(&self) -> Option<Duration> {
+        match self {
+            Error::Endpoint(error) => error.retry_after(),
+            _ => None,
+        }
+    }
+
     /// A short label for metrics.
     pub fn metric_label(&self) -> &'static str {
         match self {
@@ -110,7 +121,6 @@ impl From<kube::Error> for Error {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::time::Duration;
 
     #[test]
     fn permanent_endpoint_refusals_stall_and_transient_ones_retry() {
@@ -147,5 +157,15 @@ mod tests {
         );
         assert!(!api_error(403).is_apiserver_unavailable());
         assert!(!Error::stalled("NotEntitled", "no contract").is_apiserver_unavailable());
+    }
+
+    #[test]
+    fn the_endpoints_retry_after_is_carried() {
+        let throttled = Error::from(DriverError::Throttled {
+            retry_after: Duration::from_secs(3),
+        });
+        assert_eq!(throttled.retry_after(), Some(Duration::from_secs(3)));
+        assert_eq!(Error::from(DriverError::unavailable("down")).retry_after(), None);
+        assert_eq!(Error::waiting("EndpointNotReady", "later").retry_after(), None);
     }
 }

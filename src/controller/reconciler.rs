@@ -173,50 +173,62 @@ pub fn error_policy<K: Managed>(obj: Arc<K>, error: &Error, ctx: Arc<Context>) -
         return Action::requeue(schedule::jitter(ctx.settings.progress_poll));
     }
     let key = object_key(&*obj);
-    let delay = schedule::failure_delay(ctx.backoff.failure(&key), error.is_apiserver_unavailable());
+    let delay = schedule::retry_delay(
+        ctx.backoff.failure(&key),
+        error.retry_after(),
+        error.is_apiserver_unavailable(),
+    );
     warn!(kind = %K::kind(&()), object = %key, error = %error, retry_in = ?delay, "reconcile failed");
     Action::requeue(delay)
 }
 
 async fn apply_and_report<K: Managed>(obj: &K, ctx: &Context) -> Action {
     let key = object_key(obj);
-    let mut apiserver_unavailable = false;
-    let (outcome_status, phase, requeue, exact) = match obj.apply(ctx).await {
+    // The endpoint's Retry-After, when the error carried one, and whether the API server was what failed:
+    // both shape the next retry, also when the error is only recorded as a status.
+    let (outcome_status, phase, requeue, exact, retry_after, apiserver_unavailable) = match obj.apply(ctx).await {
         Ok(outcome) => (
             Some(outcome.status),
             outcome.phase,
             outcome.requeue_after,
             outcome.exact,
+            None,
+            false,
         ),
-        Err(error) => {
-            apiserver_unavailable = error.is_apiserver_unavailable();
-            (None, error.phase(), None, false)
-        }
+        Err(error) => (
+            None,
+            error.phase(),
+            None,
+            false,
+            error.retry_after(),
+            error.is_apiserver_unavailable(),
+        ),
     };
     let status = outcome_status.unwrap_or_else(|| obj.status().cloned().unwrap_or_default());
     if let Err(error) = write_status(obj, status, &phase, ctx).await {
         // Could not record the outcome: retry with backoff, the next attempt recomputes it.
         ctx.metrics.reconcile_failed(&K::kind(&()));
-        let delay = schedule::failure_delay(ctx.backoff.failure(&key), error.is_apiserver_unavailable());
+        let delay = schedule::retry_delay(
+            ctx.backoff.failure(&key),
+            retry_after,
+            apiserver_unavailable || error.is_apiserver_unavailable(),
+        );
         warn!(object = %key, %error, retry_in = ?delay, "writing status failed");
         return Action::requeue(delay);
     }
     let delay = match &phase {
         Phase::Failed { .. } => {
             ctx.metrics.reconcile_failed(&K::kind(&()));
-            schedule::failure_delay(ctx.backoff.failure(&key), apiserver_unavailable)
+            schedule::retry_delay(ctx.backoff.failure(&key), retry_after, apiserver_unavailable)
         }
         _ => {
             ctx.backoff.success(&key);
-            requeue.unwrap_or_else(|| schedule::after(&phase, &ctx.settings))
+            let delay = requeue.unwrap_or_else(|| schedule::after(&phase, &ctx.settings));
+            if exact { delay } else { schedule::jitter(delay) }
         }
     };
     debug!(object = %key, reason = phase.reason(), requeue_in = ?delay, "reconciled");
-    Action::requeue(if exact && !matches!(phase, Phase::Failed { .. }) {
-        delay
-    } else {
-        schedule::jitter(delay)
-    })
+    Action::requeue(delay)
 }
 
 async fn cleanup_and_report<K: Managed>(obj: &K, ctx: &Context) -> Result<Action, Error> {

@@ -74,16 +74,6 @@ impl Backoff {
 /// work should go on within seconds.
 pub const APISERVER_RETRY: Duration = Duration::from_secs(2);
 
-/// The wait after a failed reconcile: the object's backoff, but no longer than [`APISERVER_RETRY`]
-/// (jittered) when the API server was what failed.
-pub fn failure_delay(backoff: Duration, apiserver_unavailable: bool) -> Duration {
-    if apiserver_unavailable {
-        backoff.min(jitter(APISERVER_RETRY))
-    } else {
-        backoff
-    }
-}
-
 /// Waits between attempts to re-establish a watch: 250 ms doubling to 2 s, reset by any event. kube's
 /// default grows to 30 s, which after an API server restart left the caches without updates for 16-24 s
 /// while work was pending; an attempt is one cheap request, so trying often costs little.
@@ -116,6 +106,18 @@ impl kube::runtime::utils::Backoff for WatchBackoff {
     fn reset(&mut self) {
         self.next = Self::FIRST;
     }
+}
+
+/// The wait before retrying a failed object: its backoff (already jittered), but no longer than
+/// [`APISERVER_RETRY`] (jittered) when the API server was what failed, and never sooner than the
+/// endpoint's Retry-After. The Retry-After floor comes last, so jitter cannot bring the retry forward.
+pub fn retry_delay(backoff: Duration, retry_after: Option<Duration>, apiserver_unavailable: bool) -> Duration {
+    let backoff = if apiserver_unavailable {
+        backoff.min(jitter(APISERVER_RETRY))
+    } else {
+        backoff
+    };
+    retry_after.map_or(backoff, |retry_after| backoff.max(retry_after))
 }
 
 /// `base × 2^(failures-1)`, capped at `max`.
@@ -160,10 +162,10 @@ mod tests {
     #[test]
     fn an_unavailable_api_server_retries_within_seconds_whatever_the_backoff() {
         let long = Duration::from_secs(64);
-        assert_eq!(failure_delay(long, false), long);
-        assert!(failure_delay(long, true) <= APISERVER_RETRY.mul_f64(1.1));
+        assert_eq!(retry_delay(long, None, false), long);
+        assert!(retry_delay(long, None, true) <= APISERVER_RETRY.mul_f64(1.1));
         assert_eq!(
-            failure_delay(Duration::from_millis(500), true),
+            retry_delay(Duration::from_millis(500), None, true),
             Duration::from_millis(500)
         );
     }
@@ -177,6 +179,17 @@ mod tests {
         assert!(delays.iter().all(|d| *d <= Duration::from_millis(2200)), "{delays:?}");
         backoff.reset();
         assert!(backoff.next().unwrap() <= Duration::from_millis(275));
+    }
+
+    #[test]
+    fn a_retry_waits_for_the_longer_of_backoff_and_retry_after() {
+        let s = Duration::from_secs;
+        assert_eq!(retry_delay(s(1), Some(s(3)), false), s(3), "the endpoint said 3 s");
+        assert_eq!(retry_delay(s(8), Some(s(3)), false), s(8), "the backoff is longer");
+        assert_eq!(retry_delay(s(2), None, false), s(2));
+        // The first failure's backoff (about 1 s) never beats a Retry-After, jitter included.
+        let backoff = Backoff::new(s(1), s(60));
+        assert_eq!(retry_delay(backoff.failure("a"), Some(s(3)), false), s(3));
     }
 
     #[test]

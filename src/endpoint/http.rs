@@ -3,7 +3,9 @@
 //! Every request passes the endpoint's limits (rate and concurrency, see `limits`), carries a timeout,
 //! and is retried a bounded number of times on 5xx, connection errors and 429 (honouring Retry-After),
 //! within a small total wait so a reconcile worker never waits long; past that the call fails with a
-//! retryable error and the reconciler comes back later. Retries pass through the limits again. A request
+//! retryable error and the reconciler comes back later, not before the Retry-After it carries. A
+//! Retry-After also holds every other call to the endpoint until it passes (see `limits`). Retries pass
+//! through the limits again. A request
 //! that timed out is not retried here: it already cost a full timeout. Every call of the contract is
 //! idempotent (names are keys, creates carry idempotency keys), so a retry after a lost response is safe.
 
@@ -255,6 +257,10 @@ impl HttpDriver {
         })?;
         let started = std::time::Instant::now();
         let result = self.exchange(call, url).await;
+        if let Err(Attempt::Retry(DriverError::Throttled { retry_after })) = &result {
+            // The endpoint throttles this client, not one object: hold every call to it, not just this one.
+            self.limits.hold_until(tokio::time::Instant::now() + *retry_after);
+        }
         if let Some(observer) = &self.observer {
             let outcome = match &result {
                 Ok(_) => "Success",
@@ -472,14 +478,26 @@ fn classify(status: StatusCode, headers: &HeaderMap, body: &[u8], method: &Metho
     }
 }
 
-/// Retry-After in seconds (an HTTP date, rarely sent, counts as one second).
+/// The wait a Retry-After header asks for (one second when absent or unreadable).
 fn retry_after(headers: &HeaderMap) -> Duration {
     headers
         .get(RETRY_AFTER)
         .and_then(|value| value.to_str().ok())
-        .and_then(|value| value.trim().parse::<u64>().ok())
-        .map(|seconds| Duration::from_secs(seconds.min(3_600)))
+        .and_then(|value| parse_retry_after(value, jiff::Timestamp::now()))
         .unwrap_or(Duration::from_secs(1))
+}
+
+/// Retry-After as seconds or as an HTTP date (RFC 9110), capped at an hour so a wrong clock or header
+/// cannot park objects for days.
+fn parse_retry_after(value: &str, now: jiff::Timestamp) -> Option<Duration> {
+    const MAX: Duration = Duration::from_secs(3_600);
+    let value = value.trim();
+    if let Ok(seconds) = value.parse::<u64>() {
+        return Some(Duration::from_secs(seconds).min(MAX));
+    }
+    let at = jiff::fmt::rfc2822::DateTimeParser::new().parse_timestamp(value).ok()?;
+    let wait = now.duration_until(at);
+    Some(Duration::try_from(wait).unwrap_or(Duration::ZERO).min(MAX))
 }
 
 #[async_trait]
@@ -672,6 +690,24 @@ mod tests {
             Attempt::Retry(DriverError::Throttled { retry_after }) => assert_eq!(retry_after, Duration::from_secs(3)),
             _ => panic!("429 is throttled"),
         }
+    }
+
+    #[test]
+    fn retry_after_is_read_as_seconds_or_an_http_date() {
+        let now: jiff::Timestamp = "1994-11-06T08:49:30Z".parse().unwrap();
+        assert_eq!(parse_retry_after(" 3 ", now), Some(Duration::from_secs(3)));
+        assert_eq!(parse_retry_after("86400", now), Some(Duration::from_secs(3_600)));
+        assert_eq!(
+            parse_retry_after("Sun, 06 Nov 1994 08:49:37 GMT", now),
+            Some(Duration::from_secs(7))
+        );
+        assert_eq!(
+            parse_retry_after("Sun, 06 Nov 1994 08:49:00 GMT", now),
+            Some(Duration::ZERO),
+            "a date already past means now"
+        );
+        assert_eq!(parse_retry_after("soon", now), None);
+        assert_eq!(parse_retry_after("-1", now), None);
     }
 
     #[test]

@@ -9,6 +9,17 @@
 //! The price is small: answers that take `L` seconds lower the most a driver sends to `limit / (1 + L)`
 //! per second.
 //!
+//! A new limiter starts as if its last window had been fully used: its first request starts one window
+//! after it was made. A restarted operator knows nothing of what the killed one sent, so an empty start
+//! could add a whole window's worth on top of what the old one sent in its last second (kills in quick
+//! succession doubled the rate the endpoint saw). A restart takes far longer than a request's flight, so
+//! every request of the old process has arrived before the new one makes its limiter, and no window of
+//! the endpoint's clock sees requests of both. The price: up to one window (a second) of delay whenever a
+//! driver is made (at start, and when its endpoint or Secret changed).
+//!
+//! When the endpoint says "come back after T" (429, or 503 with Retry-After), no call to it starts
+//! before T, whichever object it is for: an endpoint that throttles is throttling this client.
+//!
 //! Callers never queue for long: when no place frees within `max_wait`, the caller gets back how long to
 //! wait and the call ends `Throttled`.
 
@@ -31,18 +42,28 @@ pub struct Window {
     in_flight: usize,
     /// When answers arrived, oldest first, for those still within the window.
     answered: VecDeque<Instant>,
+    /// No request starts before this (the endpoint's Retry-After).
+    held_until: Option<Instant>,
 }
 
 impl Window {
-    pub fn new(limit: u32, max_concurrent: usize, window: Duration) -> Self {
+    /// A window made at `now`, as if `limit` answers had just arrived: the first request starts one
+    /// window later (see the module's comment on restarts).
+    pub fn new(limit: u32, max_concurrent: usize, window: Duration, now: Instant) -> Self {
         let limit = limit.max(1) as usize;
         Window {
             limit,
             max_concurrent: max_concurrent.max(1),
             window,
             in_flight: 0,
-            answered: VecDeque::new(),
+            answered: std::iter::repeat_n(now, limit).collect(),
+            held_until: None,
         }
+    }
+
+    /// Starts nothing before `until` (a later hold already in place stays).
+    pub fn hold_until(&mut self, until: Instant) {
+        self.held_until = self.held_until.max(Some(until));
     }
 
     fn forget_old(&mut self, now: Instant) {
@@ -55,6 +76,9 @@ impl Window {
     /// (`None`: only when a request in flight ends).
     pub fn try_start(&mut self, now: Instant) -> Result<(), Option<Instant>> {
         self.forget_old(now);
+        if let Some(until) = self.held_until.filter(|&until| until > now) {
+            return Err(Some(until));
+        }
         if self.in_flight < self.max_concurrent && self.in_flight + self.answered.len() < self.limit {
             self.in_flight += 1;
             return Ok(());
@@ -107,7 +131,7 @@ impl Drop for Slot {
 
 impl Limits {
     pub fn new(rate_limit_per_second: u32, max_concurrent: usize, max_wait: Duration) -> Self {
-        let window = Window::new(rate_limit_per_second, max_concurrent, RATE_WINDOW);
+        let window = Window::new(rate_limit_per_second, max_concurrent, RATE_WINDOW, Instant::now());
         Limits {
             shared: Arc::new(Shared {
                 window: Mutex::new(window),
@@ -115,6 +139,11 @@ impl Limits {
             }),
             max_wait,
         }
+    }
+
+    /// Holds every request to this endpoint until `until` (the endpoint asked to come back then).
+    pub fn hold_until(&self, until: Instant) {
+        self.shared.lock().hold_until(until);
     }
 
     /// Waits (at most `max_wait`) until a request may start; `Err` carries how long to come back after.
@@ -155,10 +184,16 @@ mod tests {
         t0 + Duration::from_millis(n)
     }
 
+    /// A window made a second before `t0`, so its start-up wait is over at `t0`.
+    fn settled(limit: u32, max_concurrent: usize) -> (Window, Instant) {
+        let made = Instant::now();
+        let window = Duration::from_secs(1);
+        (Window::new(limit, max_concurrent, window, made), made + window)
+    }
+
     #[test]
     fn a_request_holds_its_place_until_a_second_after_its_answer() {
-        let t0 = Instant::now();
-        let mut w = Window::new(2, 10, Duration::from_secs(1));
+        let (mut w, t0) = settled(2, 10);
         assert_eq!(w.try_start(t0), Ok(()));
         assert_eq!(w.try_start(t0), Ok(()));
         // Both in flight: nothing frees by time alone.
@@ -171,8 +206,7 @@ mod tests {
 
     #[test]
     fn concurrency_is_capped_apart_from_the_rate() {
-        let t0 = Instant::now();
-        let mut w = Window::new(100, 1, Duration::from_secs(1));
+        let (mut w, t0) = settled(100, 1);
         assert_eq!(w.try_start(t0), Ok(()));
         assert_eq!(w.try_start(t0), Err(None));
         w.finish(t0);
@@ -182,8 +216,7 @@ mod tests {
     /// Whatever the delays, no window of the endpoint's clock sees more than the limit.
     #[test]
     fn arrivals_never_exceed_the_limit_in_any_second() {
-        let t0 = Instant::now();
-        let mut w = Window::new(3, 10, Duration::from_secs(1));
+        let (mut w, t0) = settled(3, 10);
         let mut arrivals: Vec<Instant> = Vec::new();
         let mut answers_due: Vec<Instant> = Vec::new();
         let mut now = t0;
@@ -213,14 +246,72 @@ mod tests {
         }
     }
 
+    /// Sends as fast as the window allows from `from` until `to`, answers arriving at once; returns the
+    /// arrivals.
+    fn send_flat_out(w: &mut Window, from: Instant, to: Instant) -> Vec<Instant> {
+        let mut arrivals = Vec::new();
+        let mut now = from;
+        while now < to {
+            match w.try_start(now) {
+                Ok(()) => {
+                    arrivals.push(now);
+                    w.finish(now);
+                }
+                Err(_) => now += Duration::from_millis(10),
+            }
+        }
+        arrivals
+    }
+
+    fn busiest_second(arrivals: &[Instant]) -> usize {
+        arrivals
+            .iter()
+            .map(|&start| {
+                arrivals
+                    .iter()
+                    .filter(|&&a| a >= start && a < start + Duration::from_secs(1))
+                    .count()
+            })
+            .max()
+            .unwrap_or(0)
+    }
+
+    /// A process killed while sending flat out and restarted at once (its new window knows nothing of
+    /// the old one): the endpoint still sees at most the limit in any one second.
+    #[test]
+    fn a_restart_never_exceeds_the_limit_across_it() {
+        let t0 = Instant::now();
+        let mut old = Window::new(5, 10, Duration::from_secs(1), t0);
+        let mut arrivals = send_flat_out(&mut old, t0, ms(t0, 2_500));
+        // Killed at 2.5 s, the new process makes its window 100 ms later.
+        let mut new = Window::new(5, 10, Duration::from_secs(1), ms(t0, 2_600));
+        let after_restart = send_flat_out(&mut new, ms(t0, 2_600), ms(t0, 5_000));
+        assert!(after_restart.iter().all(|&a| a >= ms(t0, 3_600)), "{after_restart:?}");
+        arrivals.extend(after_restart);
+        assert_eq!(busiest_second(&arrivals), 5);
+    }
+
+    #[test]
+    fn a_hold_stops_every_start_until_it_ends() {
+        let (mut w, t0) = settled(100, 10);
+        assert_eq!(w.try_start(t0), Ok(()));
+        w.finish(t0);
+        w.hold_until(ms(t0, 3_000));
+        // A shorter hold said later does not shorten it.
+        w.hold_until(ms(t0, 1_000));
+        assert_eq!(w.try_start(ms(t0, 10)), Err(Some(ms(t0, 3_000))));
+        assert_eq!(w.try_start(ms(t0, 2_999)), Err(Some(ms(t0, 3_000))));
+        assert_eq!(w.try_start(ms(t0, 3_000)), Ok(()));
+    }
+
     #[tokio::test]
-    async fn acquire_gives_up_instead_of_queueing_long() {
+    async fn a_new_limiter_waits_out_a_window_and_gives_up_instead_of_queueing_long() {
         let limits = Limits::new(1, 4, Duration::from_millis(50));
-        drop(limits.acquire().await.unwrap());
-        // The answer just arrived: the place frees in a second, later than the caller can wait.
+        // Just made, as if its last second had been fully used: the first place frees in a second, later
+        // than the caller can wait.
         match limits.acquire().await {
-            Err(wait) => assert!(wait > Duration::from_millis(50), "{wait:?}"),
-            Ok(_) => panic!("the rate limit let a second request through"),
+            Err(wait) => assert!(wait > Duration::from_millis(800), "{wait:?}"),
+            Ok(_) => panic!("a new limiter let a request through at once"),
         }
     }
 

@@ -10,7 +10,7 @@ use serde::de::DeserializeOwned;
 
 use super::faults::{FaultConfig, FaultPatch};
 use super::server::SIMULATOR_TIME;
-use super::stats::SimStats;
+use super::stats::{RequestLog, SimStats};
 use crate::endpoint::{ExternalInstance, ExternalOrg, InstanceDesired, OrgDesired, Secret, Ticket, TicketState};
 
 #[derive(Clone, Debug)]
@@ -78,7 +78,14 @@ impl SimControl {
             .context("no stats in the answer")
     }
 
-    /// Zeroes the counters (requests, peak, creates, faults).
+    /// The latest `/v1` requests: when each arrived and how it was answered.
+    pub async fn requests(&self) -> anyhow::Result<RequestLog> {
+        self.call(Method::GET, "/sim/requests", None, None::<&()>)
+            .await?
+            .context("no request log in the answer")
+    }
+
+    /// Zeroes the counters (requests, peak, creates, faults) and empties the request log.
     pub async fn reset_stats(&self) -> anyhow::Result<()> {
         self.call::<serde_json::Value>(Method::DELETE, "/sim/stats", None, None::<&()>)
             .await

@@ -214,12 +214,43 @@ fn request_time(headers: &HeaderMap) -> Result<Timestamp, ApiError> {
     }
 }
 
-/// Counts, authenticates, dates, delays and maybe fails every `/v1` request.
-async fn contract_gate(AxumState(app): AxumState<App>, mut request: Request, next: Next) -> Response {
+/// Logs one `/v1` request when it ends, also when the client goes away first (the answer is dropped).
+struct LogOnEnd<'a> {
+    app: &'a App,
+    method: Method,
+    path: String,
+    arrived: Instant,
+    status: Option<u16>,
+}
+
+impl Drop for LogOnEnd<'_> {
+    fn drop(&mut self) {
+        let method = self.method.as_str();
+        self.app.stats.ended(method, &self.path, self.arrived, self.status);
+    }
+}
+
+/// Counts and logs every `/v1` request, then lets `gate` decide its fate.
+async fn contract_gate(AxumState(app): AxumState<App>, request: Request, next: Next) -> Response {
+    let arrived = Instant::now();
+    app.stats.request(request.method().as_str(), arrived);
+    let mut log = LogOnEnd {
+        app: &app,
+        method: request.method().clone(),
+        path: request.uri().path().to_owned(),
+        arrived,
+        status: None,
+    };
+    let response = gate(&app, request, next).await;
+    log.status = Some(response.status().as_u16());
+    response
+}
+
+/// Authenticates, dates, delays and maybe fails a `/v1` request.
+async fn gate(app: &App, mut request: Request, next: Next) -> Response {
     let method = request.method().clone();
     let path = request.uri().path().to_owned();
-    app.stats.request(method.as_str(), Instant::now());
-    if let Err(error) = authorize(&app, request.headers()) {
+    if let Err(error) = authorize(app, request.headers()) {
         tracing::info!(%method, %path, status = 401, "refused: not authenticated");
         return error.into_response();
     }
@@ -318,6 +349,7 @@ pub fn router(app: App) -> Router {
         .route_layer(middleware::from_fn_with_state(app.clone(), contract_gate));
     let controls = Router::new()
         .route("/sim/stats", get(stats).delete(reset_stats))
+        .route("/sim/requests", get(requests))
         .route("/sim/faults", get(faults).put(set_faults))
         .route("/sim/tickets/{id}/reply", post(vendor_reply))
         .route_layer(middleware::from_fn_with_state(app.clone(), control_gate));
@@ -595,6 +627,10 @@ async fn stats(AxumState(app): AxumState<App>) -> Answer {
     answer(StatusCode::OK, app.stats.snapshot(held))
 }
 
+async fn requests(AxumState(app): AxumState<App>) -> Answer {
+    answer(StatusCode::OK, app.stats.log())
+}
+
 async fn reset_stats(AxumState(app): AxumState<App>) -> Answer {
     app.stats.reset();
     Ok(StatusCode::NO_CONTENT.into_response())
@@ -653,6 +689,7 @@ mod tests {
             ("/v1/tickets/{id}/comments", &["post"]),
             ("/v1/tickets/{id}/close", &["post"]),
             ("/sim/stats", &["get", "delete"]),
+            ("/sim/requests", &["get"]),
             ("/sim/faults", &["get", "put"]),
             ("/sim/tickets/{id}/reply", &["post"]),
         ];

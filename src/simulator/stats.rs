@@ -1,5 +1,6 @@
 //! Counters that tests read through `GET /sim/stats`: requests, creates per object, faults, and the
-//! busiest one-second window.
+//! busiest one-second window; and the log of recent requests behind `GET /sim/requests`, for tests that
+//! check when a client came back.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::Mutex;
@@ -53,6 +54,33 @@ pub struct CreateStats {
     pub tickets: BTreeMap<String, u64>,
 }
 
+/// One `/v1` request in `GET /sim/requests`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RequestRecord {
+    /// When it arrived, in milliseconds since the simulator started (a monotonic clock, unlike the
+    /// request's `X-Simulator-Time`).
+    pub at_ms: u64,
+    pub method: String,
+    pub path: String,
+    /// The status it was answered with; `None` when the client went away before the answer.
+    pub status: Option<u16>,
+}
+
+/// The answer of `GET /sim/requests`.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RequestLog {
+    /// The latest requests, in the order they ended (answered or abandoned); sort by `atMs` for arrival
+    /// order. A request still waiting for its answer is not listed yet.
+    pub requests: Vec<RequestRecord>,
+    /// How many older records were dropped to keep the log at [`LOG_CAPACITY`].
+    pub dropped: u64,
+}
+
+/// The most records the request log keeps (a long benchmark must not grow it without bound).
+pub const LOG_CAPACITY: usize = 100_000;
+
 #[derive(Default)]
 struct Counters {
     requests: RequestStats,
@@ -60,11 +88,23 @@ struct Counters {
     faults: BTreeMap<String, u64>,
     /// Arrivals within the last second.
     recent: VecDeque<Instant>,
+    log: VecDeque<RequestRecord>,
+    dropped: u64,
 }
 
-#[derive(Default)]
 pub struct Stats {
     counters: Mutex<Counters>,
+    /// What the log's times count from.
+    started: Instant,
+}
+
+impl Default for Stats {
+    fn default() -> Self {
+        Stats {
+            counters: Mutex::default(),
+            started: Instant::now(),
+        }
+    }
 }
 
 const WINDOW: Duration = Duration::from_secs(1);
@@ -89,6 +129,30 @@ impl Stats {
         c.recent.push_back(now);
         let in_window = c.recent.len() as u64;
         c.requests.peak_per_second = c.requests.peak_per_second.max(in_window);
+    }
+
+    /// Logs a `/v1` request that arrived at `arrived` and ended with `status` (`None`: abandoned).
+    pub fn ended(&self, method: &str, path: &str, arrived: Instant, status: Option<u16>) {
+        let record = RequestRecord {
+            at_ms: u64::try_from(arrived.saturating_duration_since(self.started).as_millis()).unwrap_or(u64::MAX),
+            method: method.to_owned(),
+            path: path.to_owned(),
+            status,
+        };
+        let mut c = self.lock();
+        if c.log.len() >= LOG_CAPACITY {
+            c.log.pop_front();
+            c.dropped += 1;
+        }
+        c.log.push_back(record);
+    }
+
+    pub fn log(&self) -> RequestLog {
+        let c = self.lock();
+        RequestLog {
+            requests: c.log.iter().cloned().collect(),
+            dropped: c.dropped,
+        }
     }
 
     pub fn created(&self, kind: Kind, key: String) {
@@ -156,5 +220,32 @@ mod tests {
         assert_eq!(snapshot.max_creates_per_object, 2);
         stats.reset();
         assert_eq!(stats.snapshot(Held::default()), SimStats::default());
+    }
+
+    #[test]
+    fn the_log_keeps_when_each_request_arrived_and_how_it_ended() {
+        let stats = Stats::default();
+        let at = stats.started + Duration::from_millis(2_500);
+        stats.ended("PUT", "/v1/orgs/acme", at, Some(429));
+        stats.ended("GET", "/v1/info", at + Duration::from_millis(3_000), None);
+        let log = stats.log();
+        assert_eq!(log.dropped, 0);
+        assert_eq!(
+            log.requests[0],
+            RequestRecord {
+                at_ms: 2_500,
+                method: "PUT".into(),
+                path: "/v1/orgs/acme".into(),
+                status: Some(429)
+            }
+        );
+        assert_eq!((log.requests[1].at_ms, log.requests[1].status), (5_500, None));
+        for _ in 0..LOG_CAPACITY {
+            stats.ended("GET", "/v1/info", at, Some(200));
+        }
+        let log = stats.log();
+        assert_eq!((log.requests.len(), log.dropped), (LOG_CAPACITY, 2));
+        stats.reset();
+        assert_eq!(stats.log(), RequestLog::default());
     }
 }

@@ -648,14 +648,14 @@ async fn the_rate_limit_holds_under_a_burst() {
         stats.requests.peak_per_second
     );
 
-    // A caller that cannot wait for the next free start is told to come back instead of queueing.
+    // A caller that cannot wait for the next free start is told to come back instead of queueing (a new
+    // driver starts as if its last second had been fully used).
     let impatient = HttpDriver::new(HttpDriverConfig {
         rate_limit_per_second: 1,
         max_queue_wait: Duration::from_millis(100),
         ..sim.driver_config()
     })
     .unwrap();
-    impatient.info().await.unwrap();
     match impatient.info().await {
         Err(DriverError::Throttled { retry_after }) => assert!(retry_after > Duration::from_millis(100)),
         other => panic!("expected Throttled, got {other:?}"),
@@ -686,6 +686,11 @@ async fn the_token_is_never_logged() {
         .with_max_level(tracing::Level::TRACE)
         .with_writer(move || writer.clone())
         .finish();
+    // With one scoped subscriber alone, tracing caches each callsite's interest as seen from whichever
+    // thread reaches it first, so another test reaching the driver's callsites first (while this one waits
+    // out its new driver's first second) would hide them here. A second, silent dispatcher makes every
+    // event ask the current thread's subscriber instead.
+    let _silent = tracing::Dispatch::new(tracing::subscriber::NoSubscriber::default());
     let _guard = tracing::subscriber::set_default(subscriber);
 
     let token = "tok-very-secret-0123456789";
@@ -748,6 +753,19 @@ async fn retries_are_bounded_and_honour_retry_after() {
         other => panic!("expected Throttled, got {other:?}"),
     }
     assert_eq!(control.stats().await.unwrap().requests.total, 1);
+    // The endpoint throttles the client, not one call: a call for another object is held too, and told
+    // when to come back without reaching the endpoint.
+    match d.observe_org("someone-else").await {
+        Err(DriverError::Throttled { retry_after }) => {
+            assert!(retry_after > Duration::from_secs(50), "{retry_after:?}")
+        }
+        other => panic!("expected Throttled, got {other:?}"),
+    }
+    assert_eq!(
+        control.stats().await.unwrap().requests.total,
+        1,
+        "the held call was not sent"
+    );
     sim.stop().await.unwrap();
 
     // Nobody listening: retryable, after the bounded retries.

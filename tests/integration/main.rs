@@ -16,4 +16,5 @@ mod restarts;
 mod access;
 mod gitops;
 mod packaging;
+mod retry_after;
 mod support_requests;
