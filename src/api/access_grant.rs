@@ -142,7 +142,13 @@ impl Role {
         .field_path(".scope"),
     validation = Rule::new("self.role.startsWith('Customer') || !has(self.scope) || !has(self.scope.customerOrgRef)")
         .message("scope.customerOrgRef is only allowed with customer roles (Customer*); provider, distributor and reseller roles apply to the whole organisation")
-        .field_path(".scope")
+        .field_path(".scope"),
+    // On the spec rather than the field, so that adding or removing it is refused too: a rule on the field
+    // runs only when both the old and the new object have it.
+    validation = Rule::new("has(self.scope) && has(self.scope.customerOrgRef) ? has(oldSelf.scope) && has(oldSelf.scope.customerOrgRef) && self.scope.customerOrgRef == oldSelf.scope.customerOrgRef : !has(oldSelf.scope) || !has(oldSelf.scope.customerOrgRef)")
+        .message("cannot be changed, added or removed: to give this subject access to another customer, delete this AccessGrant and create a new one")
+        .field_path(".scope.customerOrgRef")
+        .reason(Reason::FieldValueForbidden)
 )]
 pub struct AccessGrantSpec {
     /// Who gets the role: a `User` or a `Group` as the Kubernetes API server authenticates them. For a
@@ -157,7 +163,8 @@ pub struct AccessGrantSpec {
     pub role: Role,
 
     /// Where the role applies. Unset: the whole provider organisation. Customer roles need
-    /// `scope.customerOrgRef`; the other roles do not allow it.
+    /// `scope.customerOrgRef`; the other roles do not allow it. `scope.customerOrgRef` is fixed when the
+    /// grant is created; `scope.subscriptions` can be changed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub scope: Option<GrantScope>,
 
@@ -175,11 +182,13 @@ pub struct AccessGrantSpec {
     .field_path(".subscriptions"))]
 pub struct GrantScope {
     /// The CustomerOrg, in this namespace, the role applies to. Required for customer roles, not allowed
-    /// for the others.
+    /// for the others. Cannot be changed, added or removed once the grant exists: moving access to another
+    /// customer is revoking it from one and granting it on the other, so delete this AccessGrant and create a
+    /// new one (the subject never holds access in both customers' tenant organisations at once).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub customer_org_ref: Option<LocalRef>,
     /// Names of CloudServiceSubscriptions of that customer the role is limited to. Unset: all of the
-    /// customer's subscriptions.
+    /// customer's subscriptions. Can be changed at any time.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(length(min = 1, max = 64), inner(regex(pattern = DNS_SUBDOMAIN), length(min = 1, max = 253)))]
     #[x_kube(merge_strategy = ListMerge::Set)]

@@ -90,8 +90,10 @@ pub struct CommitmentContractSpec {
     #[x_kube(merge_strategy = ListMerge::Map(vec!["metric".into()]))]
     pub commitments: Vec<Commitment>,
 
-    /// Amount of money committed over the whole term, measured at the provider's price book.
+    /// Amount of money committed over the whole term, measured at the provider's price book: an amount of
+    /// zero or more as a decimal string, e.g. `"250000.00"`, in the provider's billing currency.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "money::non_negative_money", extend("nullable" = true))]
     pub committed_amount: Option<Money>,
 }
 

@@ -13,7 +13,7 @@ use kube::CustomResourceExt;
 use serde_json::Value;
 
 use super::{
-    AccessGrant, CloudEndpoint, CloudServiceSubscription, CommitmentContract, CustomerOrg, GROUP, Invoice, ProviderOrg,
+    AccessGrant, CloudEndpoint, CloudServiceSubscription, CommitmentContract, GROUP, Invoice, ProviderOrg,
     SupportRequest,
 };
 
@@ -36,7 +36,7 @@ pub fn all() -> Vec<CustomResourceDefinition> {
         CloudEndpoint::crd(),
         ProviderOrg::crd(),
         CommitmentContract::crd(),
-        CustomerOrg::crd(),
+        super::customer_org::crd(),
         CloudServiceSubscription::crd(),
         AccessGrant::crd(),
         SupportRequest::crd(),
@@ -323,6 +323,36 @@ mod tests {
                 "{kind}"
             );
         }
+    }
+
+    #[test]
+    fn no_rule_on_an_object_root_leaves_its_field_unnamed() {
+        // The apiserver reports a refusal by a root rule at the field path `<nil>` unless it has a fieldPath.
+        for crd in all() {
+            let schema = schema_of(&crd);
+            for rule in schema["x-kubernetes-validations"].as_array().into_iter().flatten() {
+                assert!(
+                    rule.get("fieldPath").is_some(),
+                    "{}: root rule {rule} names no field",
+                    crd.spec.names.kind
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn a_customer_org_name_is_checked_on_metadata_name() {
+        let crd = all()
+            .into_iter()
+            .find(|crd| crd.spec.names.kind == "CustomerOrg")
+            .unwrap();
+        let name = &schema_of(&crd)["properties"]["metadata"]["properties"]["name"];
+        assert_eq!(name["type"], "string");
+        let rule = &name["x-kubernetes-validations"][0];
+        assert!(
+            rule["message"].as_str().unwrap().contains("at most 32 characters"),
+            "{rule}"
+        );
     }
 
     #[test]

@@ -1,7 +1,10 @@
 //! CustomerOrg (in a provider's namespace): a customer organisation, which becomes a tenant organisation on
 //! a cloud endpoint and a customer namespace in the cluster.
 
-use kube::{CustomResource, KubeSchema};
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::{
+    CustomResourceDefinition, JSONSchemaProps, ValidationRule,
+};
+use kube::{CustomResource, CustomResourceExt, KubeSchema};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
@@ -16,6 +19,49 @@ pub const MAX_CUSTOMER_ORG_NAME_LEN: usize = 32;
 /// The namespace Navigator creates for a customer: `<provider namespace>-<customer org name>`.
 pub fn customer_namespace(provider_namespace: &str, customer_org_name: &str) -> String {
     format!("{provider_namespace}-{customer_org_name}")
+}
+
+/// The rule on a CustomerOrg's `metadata.name`: a DNS label of at most [`MAX_CUSTOMER_ORG_NAME_LEN`]
+/// characters.
+pub fn name_rule() -> ValidationRule {
+    ValidationRule {
+        rule: format!("size(self) <= {MAX_CUSTOMER_ORG_NAME_LEN} && self.matches('{DNS_LABEL}')"),
+        message: Some(format!(
+            "a CustomerOrg name must be a DNS label (lower-case letters, digits and '-') of at most \
+             {MAX_CUSTOMER_ORG_NAME_LEN} characters: it names the customer namespace <provider namespace>-<name>"
+        )),
+        ..Default::default()
+    }
+}
+
+/// The CustomerOrg CRD: the derived one, plus [`name_rule`] declared on `metadata.name` itself. The derive
+/// leaves `metadata` out of the schema, so it could only put the rule on the object's root, where the
+/// apiserver reports a refusal at the field path `<nil>`; on the name it reports `metadata.name` and the
+/// value. (A root schema may declare `metadata.name` and `metadata.generateName`, nothing else of metadata.)
+pub fn crd() -> CustomResourceDefinition {
+    let mut crd = CustomerOrg::crd();
+    let name = JSONSchemaProps {
+        type_: Some("string".into()),
+        description: Some(format!(
+            "The CustomerOrg's name: a DNS label of at most {MAX_CUSTOMER_ORG_NAME_LEN} characters, so that the \
+             customer namespace <provider namespace>-<name> fits in 63."
+        )),
+        x_kubernetes_validations: Some(vec![name_rule()]),
+        ..Default::default()
+    };
+    let metadata = JSONSchemaProps {
+        type_: Some("object".into()),
+        properties: Some([("name".to_string(), name)].into()),
+        ..Default::default()
+    };
+    for version in &mut crd.spec.versions {
+        if let Some(root) = version.schema.as_mut().and_then(|s| s.open_api_v3_schema.as_mut()) {
+            root.properties
+                .get_or_insert_default()
+                .insert("metadata".into(), metadata.clone());
+        }
+    }
+    crd
 }
 
 /// A customer organisation of the provider in whose namespace it lives. Navigator creates a tenant
@@ -39,15 +85,21 @@ pub fn customer_namespace(provider_namespace: &str, customer_org_name: &str) -> 
            organisation named spec.tenantName on the endpoint and the customer namespace \
            <provider namespace>-<CustomerOrg name> in the cluster. The name is a DNS label of at most 32 \
            characters so that this namespace name stays within 63.",
-    validation = Rule::new("size(self.metadata.name) <= 32 && self.metadata.name.matches('^[a-z0-9]([-a-z0-9]*[a-z0-9])?$')")
-        .message("metadata.name of a CustomerOrg must be a DNS label of at most 32 characters (it names the customer namespace)"),
     printcolumn(name = "Display Name", type_ = "string", json_path = ".spec.displayName"),
     printcolumn(name = "Tenant", type_ = "string", json_path = ".spec.tenantName"),
     printcolumn(name = "Endpoint", type_ = "string", json_path = ".spec.endpointRef.name"),
     printcolumn(name = "Namespace", type_ = "string", json_path = ".status.namespace", priority = 1),
     printcolumn(name = "State", type_ = "string", json_path = ".status.state"),
-    printcolumn(name = "Ready", type_ = "string", json_path = r#".status.conditions[?(@.type=="Ready")].status"#),
-    printcolumn(name = "Reason", type_ = "string", json_path = r#".status.conditions[?(@.type=="Ready")].reason"#),
+    printcolumn(
+        name = "Ready",
+        type_ = "string",
+        json_path = r#".status.conditions[?(@.type=="Ready")].status"#
+    ),
+    printcolumn(
+        name = "Reason",
+        type_ = "string",
+        json_path = r#".status.conditions[?(@.type=="Ready")].reason"#
+    ),
     printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
 )]
 #[serde(rename_all = "camelCase")]

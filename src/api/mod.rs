@@ -131,13 +131,12 @@ mod tests {
             provider_schema["properties"]["spec"]["properties"]["namespace"]["maxLength"],
             provider_org::MAX_PROVIDER_NAMESPACE_LEN
         );
-        let customer_rule = schema(CustomerOrg::crd())["x-kubernetes-validations"][0]["rule"]
-            .as_str()
-            .unwrap()
-            .to_string();
-        assert!(customer_rule.contains(&format!(
-            "size(self.metadata.name) <= {}",
-            customer_org::MAX_CUSTOMER_ORG_NAME_LEN
-        )));
+        let customer_rule =
+            schema(customer_org::crd())["properties"]["metadata"]["properties"]["name"]["x-kubernetes-validations"][0]
+                ["rule"]
+                .as_str()
+                .unwrap()
+                .to_string();
+        assert!(customer_rule.contains(&format!("size(self) <= {}", customer_org::MAX_CUSTOMER_ORG_NAME_LEN)));
     }
 }

@@ -12,9 +12,6 @@ use serde::{Deserialize, Serialize};
 /// A decimal number, possibly negative, as a string.
 pub const DECIMAL: &str = r"^-?[0-9]{1,15}(\.[0-9]{1,10})?$";
 
-/// A decimal number that is zero or more, as a string.
-pub const NON_NEGATIVE_DECIMAL: &str = r"^[0-9]{1,15}(\.[0-9]{1,10})?$";
-
 /// A rate between 0 and 1 inclusive, as a string, e.g. `"0.21"` for 21 %.
 pub const RATE: &str = r"^(0(\.[0-9]{1,10})?|1(\.0{1,10})?)$";
 
@@ -31,14 +28,35 @@ pub fn decimal(_: &mut SchemaGenerator) -> Schema {
     })
 }
 
-/// Schema of a decimal string that is zero or more.
+/// Schema of a decimal string that is zero or more. The pattern checks the shape and a rule the sign, so that
+/// a negative value is refused with a message saying so rather than with the pattern.
 pub fn non_negative_decimal(_: &mut SchemaGenerator) -> Schema {
     json_schema!({
         "type": "string",
-        "pattern": NON_NEGATIVE_DECIMAL,
-        "maxLength": 26,
-        "description": "A decimal number of zero or more as a string, e.g. \"0.0125\"."
+        "pattern": DECIMAL,
+        "maxLength": 27,
+        "description": "A decimal number of zero or more as a string, e.g. \"0.0125\".",
+        "x-kubernetes-validations": [{
+            "rule": "!self.startsWith('-')",
+            "message": "must be zero or more, not negative",
+        }]
     })
+}
+
+/// Schema of [`Money`] whose amount is zero or more, for amounts people write (a committed amount); the
+/// amounts Navigator writes may be negative (a commitment exceeded, a credit).
+pub fn non_negative_money(generator: &mut SchemaGenerator) -> Schema {
+    let mut schema = Money::json_schema(generator);
+    let mut amount = non_negative_decimal(generator);
+    amount.insert(
+        "description".into(),
+        "The amount, zero or more, as a decimal string, e.g. `\"250000.00\"`.".into(),
+    );
+    let properties = schema.get_mut("properties").and_then(|p| p.as_object_mut());
+    properties
+        .expect("Money has properties")
+        .insert("amount".into(), amount.into());
+    schema
 }
 
 /// Schema of a rate between 0 and 1 as a decimal string.

@@ -32,7 +32,72 @@ pub enum NamespacePlan {
     /// Ours but a label is missing or different (e.g. removed by hand): re-apply them.
     Relabel,
     /// Exists and belongs to someone else.
-    Conflict,
+    Conflict(NamespaceOwner),
+}
+
+/// Who a namespace belongs to, as its labels say.
+#[derive(Debug, PartialEq, Eq)]
+pub enum NamespaceOwner {
+    /// No Navigator owner label: someone else created it.
+    NotNavigator,
+    /// The namespace of a ProviderOrg.
+    ProviderOrg(String),
+    /// The customer namespace of a CustomerOrg living in `provider_namespace` (unknown when the label is gone).
+    CustomerOrg {
+        name: String,
+        provider_namespace: Option<String>,
+    },
+}
+
+/// Reads a namespace's owner from its labels.
+pub fn owner_of(labels: &BTreeMap<String, String>) -> NamespaceOwner {
+    if let Some(name) = labels.get(CUSTOMER_ORG_LABEL) {
+        NamespaceOwner::CustomerOrg {
+            name: name.clone(),
+            provider_namespace: labels.get(PROVIDER_NAMESPACE_LABEL).cloned(),
+        }
+    } else if let Some(name) = labels.get(PROVIDER_ORG_LABEL) {
+        NamespaceOwner::ProviderOrg(name.clone())
+    } else {
+        NamespaceOwner::NotNavigator
+    }
+}
+
+/// The message of a `NamespaceConflict`: says whether the namespace is someone else's or another Navigator
+/// organisation's, and what to do. `wanted` (the labels the asking object wants) tells who will read it: a
+/// ProviderOrg's status is read by the platform team, who may see every owner; a CustomerOrg's by its
+/// provider, who is told the owner only when it is one of its own customers, never another provider's.
+pub fn conflict_message(namespace: &str, owner: &NamespaceOwner, wanted: &BTreeMap<String, String>) -> String {
+    let asker_provider_namespace = wanted.get(PROVIDER_NAMESPACE_LABEL);
+    let fix = if asker_provider_namespace.is_some() {
+        "give this CustomerOrg another name"
+    } else {
+        "give this ProviderOrg another spec.namespace"
+    };
+    let owner_text = match (owner, asker_provider_namespace) {
+        (NamespaceOwner::NotNavigator, _) => {
+            return format!(
+                "namespace {namespace} already exists and is not Navigator's (it has no Navigator owner label); \
+                 {fix}, or delete that namespace if nothing in it is needed"
+            );
+        }
+        (NamespaceOwner::ProviderOrg(name), None) => format!("ProviderOrg {name}"),
+        (
+            NamespaceOwner::CustomerOrg {
+                name,
+                provider_namespace: Some(theirs),
+            },
+            ours,
+        ) if ours.is_none_or(|ours| ours == theirs) => {
+            format!("CustomerOrg {name} of provider namespace {theirs} (its customer namespace)")
+        }
+        (NamespaceOwner::CustomerOrg { name, .. }, None) => format!("CustomerOrg {name} (its customer namespace)"),
+        // Another provider's: its names are not this provider's to see.
+        (NamespaceOwner::ProviderOrg(_) | NamespaceOwner::CustomerOrg { .. }, Some(_)) => {
+            "another provider or one of its customers".to_string()
+        }
+    };
+    format!("namespace {namespace} already belongs to {owner_text}; {fix}")
 }
 
 /// Decides what to do about a namespace. It is ours only when it carries our owner labels exactly; a
@@ -43,7 +108,7 @@ pub fn plan_namespace(live: Option<&BTreeMap<String, String>>, wanted: &BTreeMap
     let same_owner = owner_keys.iter().all(|k| live.get(*k) == wanted.get(*k));
     let has_owner = owner_keys.iter().any(|k| live.contains_key(*k));
     if !has_owner || !same_owner {
-        NamespacePlan::Conflict
+        NamespacePlan::Conflict(owner_of(live))
     } else if wanted.iter().all(|(k, v)| live.get(k) == Some(v)) {
         NamespacePlan::UpToDate
     } else {
@@ -72,9 +137,9 @@ pub async fn ensure_namespace(
         &labels,
     ) {
         NamespacePlan::UpToDate => Ok(()),
-        NamespacePlan::Conflict => Err(Error::stalled(
+        NamespacePlan::Conflict(owner) => Err(Error::stalled(
             "NamespaceConflict",
-            format!("namespace {name} already exists and is not Navigator's; choose another name or remove it"),
+            conflict_message(name, &owner, &labels),
         )),
         NamespacePlan::Create | NamespacePlan::Relabel => {
             let ns = Namespace {
@@ -190,9 +255,15 @@ mod tests {
         assert_eq!(plan_namespace(None, &wanted), NamespacePlan::Create);
         assert_eq!(plan_namespace(Some(&wanted), &wanted), NamespacePlan::UpToDate);
         let foreign = BTreeMap::from([("team".to_string(), "payments".to_string())]);
-        assert_eq!(plan_namespace(Some(&foreign), &wanted), NamespacePlan::Conflict);
+        assert_eq!(
+            plan_namespace(Some(&foreign), &wanted),
+            NamespacePlan::Conflict(NamespaceOwner::NotNavigator)
+        );
         let other_owner = ownership_labels(&[(PROVIDER_ORG_LABEL, "globex")]);
-        assert_eq!(plan_namespace(Some(&other_owner), &wanted), NamespacePlan::Conflict);
+        assert_eq!(
+            plan_namespace(Some(&other_owner), &wanted),
+            NamespacePlan::Conflict(NamespaceOwner::ProviderOrg("globex".into()))
+        );
         let mut relabel = wanted.clone();
         relabel.remove(MANAGED_BY);
         assert_eq!(plan_namespace(Some(&relabel), &wanted), NamespacePlan::Relabel);
@@ -202,7 +273,74 @@ mod tests {
     fn a_customer_namespace_is_not_a_provider_namespace() {
         let provider = ownership_labels(&[(PROVIDER_ORG_LABEL, "acme")]);
         let customer = ownership_labels(&[(CUSTOMER_ORG_LABEL, "acme"), (PROVIDER_NAMESPACE_LABEL, "p")]);
-        assert_eq!(plan_namespace(Some(&customer), &provider), NamespacePlan::Conflict);
-        assert_eq!(plan_namespace(Some(&provider), &customer), NamespacePlan::Conflict);
+        assert!(matches!(
+            plan_namespace(Some(&customer), &provider),
+            NamespacePlan::Conflict(NamespaceOwner::CustomerOrg { .. })
+        ));
+        assert_eq!(
+            plan_namespace(Some(&provider), &customer),
+            NamespacePlan::Conflict(NamespaceOwner::ProviderOrg("acme".into()))
+        );
+    }
+
+    fn customer_of(provider_namespace: &str, name: &str) -> BTreeMap<String, String> {
+        ownership_labels(&[
+            (CUSTOMER_ORG_LABEL, name),
+            (PROVIDER_NAMESPACE_LABEL, provider_namespace),
+        ])
+    }
+
+    #[test]
+    fn a_conflict_says_whether_the_namespace_is_navigators_and_whose_only_to_those_who_may_know() {
+        let message = |live: &BTreeMap<String, String>, wanted: &BTreeMap<String, String>| {
+            conflict_message("acme-prod-x", &owner_of(live), wanted)
+        };
+        let provider_asks = ownership_labels(&[(PROVIDER_ORG_LABEL, "acme-prod-x")]);
+        let customer_asks = customer_of("acme", "prod-x");
+
+        // Not Navigator's at all: said so, whoever asks.
+        let foreign = BTreeMap::from([("team".to_string(), "payments".to_string())]);
+        for wanted in [&provider_asks, &customer_asks] {
+            let text = message(&foreign, wanted);
+            assert!(text.contains("is not Navigator's"), "{text}");
+            assert!(!text.contains("belongs to"), "{text}");
+        }
+        assert!(message(&foreign, &customer_asks).contains("give this CustomerOrg another name"));
+        assert!(message(&foreign, &provider_asks).contains("give this ProviderOrg another spec.namespace"));
+
+        // Another provider's customer namespace.
+        let other_customer = customer_of("acme-prod", "x");
+        let text = message(&other_customer, &provider_asks);
+        assert!(
+            text.contains("already belongs to CustomerOrg x of provider namespace acme-prod"),
+            "the platform team sees every owner: {text}"
+        );
+        assert!(!text.contains("not Navigator's"), "{text}");
+        let text = message(&other_customer, &customer_asks);
+        assert!(
+            text.contains("already belongs to another provider or one of its customers"),
+            "{text}"
+        );
+        assert!(
+            !text.contains("provider namespace") && !text.contains("CustomerOrg x"),
+            "no private details: {text}"
+        );
+        assert!(!text.contains("not Navigator's"), "{text}");
+
+        // Another ProviderOrg's namespace.
+        let other_provider = ownership_labels(&[(PROVIDER_ORG_LABEL, "globex")]);
+        assert!(message(&other_provider, &provider_asks).contains("already belongs to ProviderOrg globex"));
+        let text = message(&other_provider, &customer_asks);
+        assert!(
+            text.contains("another provider or one of its customers") && !text.contains("globex"),
+            "{text}"
+        );
+
+        // One of the asking provider's own customers may be named.
+        let own_customer = customer_of("acme", "prod");
+        assert!(
+            message(&own_customer, &customer_asks)
+                .contains("already belongs to CustomerOrg prod of provider namespace acme")
+        );
     }
 }
