@@ -399,8 +399,13 @@ impl AccessGrant {
             return Ok(());
         };
         let namespace = self.namespace().unwrap_or_default();
-        // With the customer gone its tenant went with it, users included.
-        let Some(customer) = ctx.stores.customer(&namespace, customer_name) else {
+        // With the customer gone its tenant went with it, users included; a customer that does not hold its
+        // tenant never had a user there (the tenant and its users are another customer's).
+        let Some(customer) = ctx
+            .stores
+            .customer(&namespace, customer_name)
+            .filter(|c| super::customer_org::holds_tenant(c))
+        else {
             return Ok(());
         };
         let endpoint = &customer.spec.endpoint_ref.name;

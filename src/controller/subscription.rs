@@ -214,9 +214,14 @@ impl Managed for CloudServiceSubscription {
             return Ok(Cleanup::Done);
         }
         let namespace = self.namespace().unwrap_or_default();
-        // Nothing was provisioned without a provisioned customer; with the customer or endpoint gone, the
-        // tenant (and the instance in it) went with them.
-        let Some(customer) = ctx.stores.customer(&namespace, &self.spec.customer_org_ref.name) else {
+        // Nothing was provisioned without a provisioned customer (nor for one whose tenant another customer
+        // holds: an instance of that name there is theirs); with the customer or endpoint gone, the tenant (and
+        // the instance in it) went with them.
+        let Some(customer) = ctx
+            .stores
+            .customer(&namespace, &self.spec.customer_org_ref.name)
+            .filter(|c| super::customer_org::holds_tenant(c))
+        else {
             return Ok(Cleanup::Done);
         };
         let endpoint = self.endpoint_name(&customer);
