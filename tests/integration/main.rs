@@ -16,3 +16,4 @@ mod access;
 mod gitops;
 mod packaging;
 mod support_requests;
+mod tenants;
