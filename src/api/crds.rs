@@ -14,7 +14,7 @@ use serde_json::Value;
 
 use super::{
     AccessGrant, CloudEndpoint, CloudServiceSubscription, CommitmentContract, GROUP, Invoice, ProviderOrg,
-    SupportRequest,
+    SupportRequest, TenantClaim,
 };
 
 /// The first lines of every generated file.
@@ -41,6 +41,7 @@ pub fn all() -> Vec<CustomResourceDefinition> {
         AccessGrant::crd(),
         SupportRequest::crd(),
         Invoice::crd(),
+        TenantClaim::crd(),
     ]
     .into_iter()
     .map(polish)
@@ -191,8 +192,8 @@ mod tests {
         run(&[], &mut out).unwrap();
         let text = String::from_utf8(out).unwrap();
         assert!(text.starts_with(HEADER));
-        assert_eq!(text.matches("kind: CustomResourceDefinition").count(), 8);
-        assert_eq!(text.matches("\n---\n").count(), 7);
+        assert_eq!(text.matches("kind: CustomResourceDefinition").count(), 9);
+        assert_eq!(text.matches("\n---\n").count(), 8);
     }
 
     #[test]
@@ -202,7 +203,7 @@ mod tests {
         fs::write(dir.join(format!("gones.{GROUP}.yaml")), "old").unwrap();
         fs::write(dir.join("README.md"), "keep").unwrap();
         let written = write_dir(&dir).unwrap();
-        assert_eq!(written.len(), 8);
+        assert_eq!(written.len(), 9);
         assert!(!dir.join(format!("gones.{GROUP}.yaml")).exists());
         assert!(dir.join("README.md").exists());
         assert!(dir.join(format!("customerorgs.{GROUP}.yaml")).exists());
@@ -220,6 +221,7 @@ mod tests {
             ("AccessGrant", "Namespaced"),
             ("SupportRequest", "Namespaced"),
             ("Invoice", "Namespaced"),
+            ("TenantClaim", "Cluster"),
         ];
         let crds = all();
         assert_eq!(crds.len(), expected.len());
@@ -240,6 +242,10 @@ mod tests {
             assert_eq!(spec.versions.len(), 1);
             let version = &spec.versions[0];
             assert_eq!(version.name, VERSION);
+            if RECORDS.contains(&kind) {
+                assert!(version.subresources.is_none(), "{kind} is a record without status");
+                continue;
+            }
             assert!(
                 version.subresources.as_ref().and_then(|s| s.status.as_ref()).is_some(),
                 "{kind}: status subresource"
@@ -259,6 +265,9 @@ mod tests {
             assert_eq!(columns.last(), Some(&"Age"), "{kind}");
         }
     }
+
+    /// Kinds that only record a fact, written by Navigator and reconciled by nobody: no status, no conditions.
+    const RECORDS: &[&str] = &["TenantClaim"];
 
     fn schema_of(crd: &CustomResourceDefinition) -> Value {
         let version = &crd.spec.versions[0];
@@ -306,7 +315,10 @@ mod tests {
 
     #[test]
     fn every_status_has_observed_generation_and_conditions_merged_by_type() {
-        for crd in all() {
+        for crd in all()
+            .into_iter()
+            .filter(|c| !RECORDS.contains(&c.spec.names.kind.as_str()))
+        {
             let schema = schema_of(&crd);
             let status = &schema["properties"]["status"]["properties"];
             let kind = &crd.spec.names.kind;

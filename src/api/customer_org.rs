@@ -232,4 +232,9 @@ pub struct CustomerOrgStatus {
     /// The CloudEndpoint the tenant organisation lives on.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub endpoint: Option<String>,
+    /// `true` when the tenant organisation already existed on the endpoint, claimed by no other CustomerOrg,
+    /// and this CustomerOrg adopted it instead of creating it. Deleting this CustomerOrg deletes an adopted
+    /// tenant too, unless `deletionPolicy` is `Orphan`.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub adopted: bool,
 }

@@ -7,7 +7,8 @@
 //! Tenancy and names: a ProviderOrg (cluster-scoped) gets the namespace `spec.namespace` (at most 30
 //! characters), where its CommitmentContracts, CustomerOrgs, CloudServiceSubscriptions, AccessGrants and
 //! SupportRequests live. Each CustomerOrg (name at most 32 characters) gets the customer namespace
-//! `<provider namespace>-<customer org name>` (at most 63), where its Invoices are written.
+//! `<provider namespace>-<customer org name>` (at most 63), where its Invoices are written. A TenantClaim
+//! (cluster-scoped, written only by Navigator) records which CustomerOrg holds a tenant on an endpoint.
 
 pub mod access_grant;
 pub mod cloud_endpoint;
@@ -22,6 +23,7 @@ pub mod provider_org;
 pub mod references;
 pub mod subscription;
 pub mod support_request;
+pub mod tenant_claim;
 
 pub use access_grant::{AccessGrant, AccessGrantSpec, AccessGrantStatus};
 pub use cloud_endpoint::{CloudEndpoint, CloudEndpointSpec, CloudEndpointStatus};
@@ -31,6 +33,7 @@ pub use invoice::{Invoice, InvoiceSpec, InvoiceStatus};
 pub use provider_org::{ProviderOrg, ProviderOrgSpec, ProviderOrgStatus};
 pub use subscription::{CloudServiceSubscription, CloudServiceSubscriptionSpec, CloudServiceSubscriptionStatus};
 pub use support_request::{SupportRequest, SupportRequestSpec, SupportRequestStatus};
+pub use tenant_claim::{TenantClaim, TenantClaimSpec};
 
 /// The API group of every Navigator kind.
 pub const GROUP: &str = "navigator.cloudpartner.io";

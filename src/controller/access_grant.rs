@@ -400,10 +400,12 @@ impl AccessGrant {
         };
         let namespace = self.namespace().unwrap_or_default();
         // With the customer (or its endpoint) really gone from the API, its tenant went with it, users
-        // included.
+        // included; a customer that does not hold its tenant never had a user there (the tenant and its
+        // users are another customer's).
         let Some(customer) = ctx
             .cached_or_live(&ctx.stores.customers, Some(&namespace), customer_name)
             .await?
+            .filter(|c| super::customer_org::holds_tenant(c))
         else {
             return Ok(());
         };

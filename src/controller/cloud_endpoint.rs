@@ -88,7 +88,7 @@ pub fn probed_status(current: Option<&CloudEndpointStatus>, info: &EndpointInfo,
 
 /// Reads the credentials Secret and (re)builds the endpoint's driver when the endpoint's spec or the Secret
 /// changed since the driver was built, so credential rotation is picked up at the next probe.
-async fn refresh_driver(endpoint: &CloudEndpoint, ctx: &Context) -> Result<DriverEntry, Error> {
+pub async fn refresh_driver(endpoint: &CloudEndpoint, ctx: &Context) -> Result<DriverEntry, Error> {
     let secret_ref = &endpoint.spec.credentials_secret_ref;
     let secret = Api::<Secret>::namespaced(ctx.client.clone(), &secret_ref.namespace)
         .get_opt(&secret_ref.name)

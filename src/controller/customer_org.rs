@@ -1,23 +1,31 @@
 //! CustomerOrg: the tenant organisation on the endpoint and the customer namespace; suspend and resume;
 //! on deletion, its subscriptions and grants go first, then the tenant organisation.
+//!
+//! A tenant belongs to exactly one CustomerOrg: before anything is written on the endpoint, the CustomerOrg
+//! claims its tenant ([`super::tenant_claim`]). One whose tenant another CustomerOrg holds stalls with reason
+//! `TenantClaimed`, has no external id (so its subscriptions, grants and support requests never act on the
+//! endpoint) and, when deleted, leaves the endpoint alone. Only the holder changes or deletes the tenant, and
+//! it releases the claim last.
 
 use std::collections::BTreeMap;
 
 use async_trait::async_trait;
 use kube::ResourceExt;
 use kube::api::{Api, DeleteParams, ListParams};
+use tracing::info;
 
-use super::cloud_endpoint::{driver_for, require_endpoint};
-use super::conditions::Phase;
-use super::context::Context;
+use super::cloud_endpoint::{driver_for, refresh_driver, require_endpoint};
+use super::conditions::{self, Phase};
+use super::context::{Context, DriverEntry};
 use super::entitlement;
 use super::error::Error;
 use super::namespaces::{self, CUSTOMER_ORG_LABEL, PROVIDER_NAMESPACE_LABEL};
 use super::reconciler::{Cleanup, Managed, Outcome};
+use super::tenant_claim::{self, Claimed, TENANT_CLAIMED};
 use crate::api::common::DeletionPolicy;
 use crate::api::customer_org::{CustomerOrgState, CustomerOrgStatus};
-use crate::api::{AccessGrant, CloudServiceSubscription, CustomerOrg};
-use crate::endpoint::{Deletion, DriverError, OrgDesired};
+use crate::api::{AccessGrant, CloudEndpoint, CloudServiceSubscription, CustomerOrg};
+use crate::endpoint::{Deletion, DriverError, ExternalOrg, OrgDesired};
 
 crate::impl_object!(CustomerOrg, CustomerOrgStatus, namespaced);
 
@@ -36,8 +44,16 @@ fn namespace_labels(org: &CustomerOrg) -> BTreeMap<String, String> {
     ])
 }
 
+/// Whether the CustomerOrg holds its tenant and provisioned it: only then may anything act for it on the
+/// endpoint. The external id is written only while the CustomerOrg holds the claim on its tenant, and
+/// removed when it is found claimed by another.
+pub fn holds_tenant(customer: &CustomerOrg) -> bool {
+    customer.status.as_ref().is_some_and(|s| s.external_id.is_some())
+}
+
 /// The named CustomerOrg of `namespace`, provisioned (its tenant exists on the endpoint), for the kinds that
-/// act for a customer: a missing or deleting one stalls the caller, one not provisioned yet makes it wait.
+/// act for a customer: a missing or deleting one stalls the caller, and so does one whose tenant another
+/// CustomerOrg holds; one not provisioned yet makes it wait.
 pub fn provisioned(ctx: &Context, namespace: &str, name: &str) -> Result<std::sync::Arc<CustomerOrg>, Error> {
     let customer = ctx.stores.customer(namespace, name).ok_or_else(|| {
         Error::stalled(
@@ -51,7 +67,17 @@ pub fn provisioned(ctx: &Context, namespace: &str, name: &str) -> Result<std::sy
             format!("CustomerOrg {name} is being deleted"),
         ));
     }
-    if customer.status.as_ref().and_then(|s| s.external_id.as_ref()).is_none() {
+    let ready = customer
+        .status
+        .as_ref()
+        .and_then(|s| conditions::find(&s.conditions, conditions::READY));
+    if let Some(ready) = ready.filter(|c| c.reason == TENANT_CLAIMED) {
+        return Err(Error::stalled(
+            TENANT_CLAIMED,
+            format!("CustomerOrg {name} does not hold its tenant: {}", ready.message),
+        ));
+    }
+    if !holds_tenant(&customer) {
         return Err(Error::waiting(
             "WaitingForCustomerOrg",
             format!("CustomerOrg {name} is not provisioned yet"),
@@ -75,12 +101,12 @@ impl Managed for CustomerOrg {
     async fn apply(&self, ctx: &Context) -> Result<Outcome<CustomerOrgStatus>, Error> {
         let namespace = self.namespace().unwrap_or_default();
         let endpoint = &self.spec.endpoint_ref.name;
-        if ctx.stores.provider_of_namespace(&namespace).is_none() {
+        let Some(provider) = ctx.stores.provider_of_namespace(&namespace) else {
             return Err(Error::stalled(
                 "ProviderOrgNotFound",
                 format!("no ProviderOrg has namespace {namespace}; customer orgs live in their provider's namespace"),
             ));
-        }
+        };
         require_endpoint(endpoint, ctx)?;
         let today = ctx.clock.now().to_zoned(jiff::tz::TimeZone::UTC).date();
         if entitlement::covering(&ctx.stores.contracts_in(&namespace), endpoint, None, today).is_none() {
@@ -91,10 +117,21 @@ impl Managed for CustomerOrg {
         }
         let entry = driver_for(endpoint, ctx).await?;
 
+        // The claim comes before anything is written, on the endpoint or in the cluster.
+        let tenant = &self.spec.tenant_name;
+        let adopted = match tenant_claim::claim(ctx, self, &provider.name_any(), Some(entry.driver.as_ref())).await? {
+            Claimed::Held { adopted } => adopted,
+            Claimed::Refused(message) => {
+                return Ok(Outcome::new(
+                    refused_status(self),
+                    Phase::stalled(TENANT_CLAIMED, message),
+                ));
+            }
+        };
+
         let customer_namespace = customer_namespace(self);
         namespaces::ensure_namespace(&ctx.client, &customer_namespace, namespace_labels(self)).await?;
 
-        let tenant = &self.spec.tenant_name;
         let desired = desired_org(self);
         let org = match entry.driver.observe_org(tenant).await? {
             Some(org) if org.is_up_to_date(&desired) => org,
@@ -105,24 +142,13 @@ impl Managed for CustomerOrg {
         status.namespace = Some(customer_namespace.clone());
         status.external_id = Some(org.external_id.clone());
         status.endpoint = Some(endpoint.clone());
+        status.adopted = adopted;
         status.state = Some(if org.enabled {
             CustomerOrgState::Active
         } else {
             CustomerOrgState::Suspended
         });
-        let phase = if !org.is_up_to_date(&desired) {
-            Phase::progressing("Updating", format!("tenant {tenant} is being updated on {endpoint}"))
-        } else if self.spec.suspended {
-            Phase::Ready {
-                reason: "Suspended".into(),
-                message: format!("tenant {tenant} is suspended on {endpoint}"),
-            }
-        } else {
-            Phase::ready(format!(
-                "tenant {tenant} is active on {endpoint}; namespace {customer_namespace}"
-            ))
-        };
-        Ok(Outcome::new(status, phase))
+        Ok(Outcome::new(status, org_phase(self, &org, adopted)))
     }
 
     async fn cleanup(&self, ctx: &Context) -> Result<Cleanup, Error> {
@@ -168,25 +194,182 @@ impl Managed for CustomerOrg {
             });
         }
 
-        if self.spec.deletion_policy == DeletionPolicy::Orphan {
-            return Ok(Cleanup::Done);
-        }
+        let customer_namespace = customer_namespace(self);
         let endpoint = &self.spec.endpoint_ref.name;
-        if ctx.stores.endpoint(endpoint).is_some() {
-            let entry = driver_for(endpoint, ctx).await?;
-            match entry.driver.delete_org(&self.spec.tenant_name).await {
-                Ok(Deletion::Gone) | Err(DriverError::NotFound { .. }) => {}
-                Ok(Deletion::InProgress) => {
-                    return Ok(Cleanup::Pending {
-                        reason: "Deleting".into(),
-                        message: format!("tenant {} is being deleted on {endpoint}", self.spec.tenant_name),
-                    });
+        let tenant = &self.spec.tenant_name;
+        let Some(claim) = self.held_claim(ctx).await? else {
+            // Another CustomerOrg holds the tenant, or this one never claimed it: nothing of the endpoint is ours.
+            info!(customer = %format!("{namespace}/{name}"), %tenant, %endpoint, "not the holder of the tenant; leaving the endpoint alone");
+            namespaces::delete_namespace_if_ours(&ctx.client, &customer_namespace, &namespace_labels(self)).await?;
+            return Ok(Cleanup::Done);
+        };
+
+        if self.spec.deletion_policy == DeletionPolicy::Delete {
+            // Gone only on the API server's word: a cache can lack an endpoint that exists (not synced yet,
+            // or outside this operator's selector).
+            if let Some(entry) = live_driver(endpoint, ctx).await? {
+                match entry.driver.delete_org(tenant).await {
+                    Ok(Deletion::Gone) | Err(DriverError::NotFound { .. }) => {}
+                    Ok(Deletion::InProgress) => {
+                        return Ok(Cleanup::Pending {
+                            reason: "Deleting".into(),
+                            message: format!("tenant {tenant} is being deleted on {endpoint}"),
+                        });
+                    }
+                    Err(error) => return Err(error.into()),
                 }
-                Err(error) => return Err(error.into()),
             }
         }
-        // With the endpoint gone there is nothing left to delete there; the namespace still goes.
-        namespaces::delete_namespace_if_ours(&ctx.client, &customer_namespace(self), &namespace_labels(self)).await?;
+        namespaces::delete_namespace_if_ours(&ctx.client, &customer_namespace, &namespace_labels(self)).await?;
+        // Last: until the tenant is gone (or left by Orphan), nobody else may take it.
+        tenant_claim::release(ctx, &claim).await?;
         Ok(Cleanup::Done)
+    }
+}
+
+/// Where the tenant stands; an adopted tenant says so.
+fn org_phase(customer: &CustomerOrg, org: &ExternalOrg, adopted: bool) -> Phase {
+    let tenant = &customer.spec.tenant_name;
+    let endpoint = &customer.spec.endpoint_ref.name;
+    let updating = !org.is_up_to_date(&desired_org(customer));
+    let state = match (updating, customer.spec.suspended) {
+        (true, _) => "is being updated",
+        (false, true) => "is suspended",
+        (false, false) => "is active",
+    };
+    let mut message = format!("tenant {tenant} {state} on {endpoint}");
+    if adopted {
+        message.push_str("; it existed there before this CustomerOrg and was adopted");
+    }
+    if updating {
+        Phase::progressing("Updating", message)
+    } else if customer.spec.suspended {
+        Phase::Ready {
+            reason: "Suspended".into(),
+            message,
+        }
+    } else {
+        message.push_str(&format!("; namespace {}", customer_namespace(customer)));
+        Phase::ready(message)
+    }
+}
+
+/// The status of a CustomerOrg whose tenant another CustomerOrg holds: nothing of the tenant is its, so
+/// nothing that acts on the endpoint for it (subscriptions, grants, billing) finds an external id or a
+/// namespace to use.
+fn refused_status(customer: &CustomerOrg) -> CustomerOrgStatus {
+    let current = customer.status.clone().unwrap_or_default();
+    CustomerOrgStatus {
+        observed_generation: current.observed_generation,
+        conditions: current.conditions,
+        endpoint: Some(customer.spec.endpoint_ref.name.clone()),
+        ..Default::default()
+    }
+}
+
+impl CustomerOrg {
+    /// The claim on this CustomerOrg's tenant if it holds it. One that provisioned its tenant before claims
+    /// existed (an older Navigator) claims it now, so that it still cleans up after itself.
+    async fn held_claim(&self, ctx: &Context) -> Result<Option<crate::api::TenantClaim>, Error> {
+        if let Some(claim) = tenant_claim::held(ctx, self).await? {
+            return Ok(Some(claim));
+        }
+        if !holds_tenant(self) {
+            return Ok(None);
+        }
+        let namespace = self.namespace().unwrap_or_default();
+        let provider = ctx
+            .stores
+            .provider_of_namespace(&namespace)
+            .map(|p| p.name_any())
+            .unwrap_or(namespace);
+        match tenant_claim::claim(ctx, self, &provider, None).await? {
+            Claimed::Held { .. } => tenant_claim::held(ctx, self).await,
+            Claimed::Refused(_) => Ok(None),
+        }
+    }
+}
+
+/// The endpoint's driver, or `None` when the API server says the endpoint does not exist. The cache is asked
+/// first; an endpoint missing from it is looked up live.
+async fn live_driver(endpoint: &str, ctx: &Context) -> Result<Option<DriverEntry>, Error> {
+    if ctx.stores.endpoint(endpoint).is_some() {
+        return driver_for(endpoint, ctx).await.map(Some);
+    }
+    match Api::<CloudEndpoint>::all(ctx.client.clone()).get_opt(endpoint).await? {
+        Some(live) => refresh_driver(&live, ctx).await.map(Some),
+        None => Ok(None),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::api::customer_org::CustomerOrgSpec;
+    use crate::api::references::ClusterRef;
+
+    fn customer(suspended: bool) -> CustomerOrg {
+        let mut customer = CustomerOrg::new(
+            "globex",
+            CustomerOrgSpec {
+                display_name: "Globex".into(),
+                tenant_name: "globex".into(),
+                endpoint_ref: ClusterRef::new("cloud"),
+                reseller_ref: None,
+                contacts: vec![],
+                quotas: None,
+                deletion_policy: DeletionPolicy::Delete,
+                suspended,
+            },
+        );
+        customer.metadata.namespace = Some("acme".into());
+        customer
+    }
+
+    fn org(enabled: bool) -> ExternalOrg {
+        ExternalOrg {
+            external_id: "org-1".into(),
+            name: "globex".into(),
+            display_name: "Globex".into(),
+            enabled,
+            state: crate::endpoint::OrgState::Active,
+            created_at: jiff::Timestamp::UNIX_EPOCH,
+        }
+    }
+
+    #[test]
+    fn an_adopted_tenant_says_so_when_ready() {
+        let phase = org_phase(&customer(false), &org(true), true);
+        assert!(phase.is_ready());
+        assert_eq!(
+            phase.message(),
+            "tenant globex is active on cloud; it existed there before this CustomerOrg and was adopted; \
+             namespace acme-globex"
+        );
+        let created = org_phase(&customer(false), &org(true), false);
+        assert_eq!(
+            created.message(),
+            "tenant globex is active on cloud; namespace acme-globex"
+        );
+        let suspending = org_phase(&customer(true), &org(true), true);
+        assert_eq!(suspending.reason(), "Updating");
+        assert!(suspending.message().contains("was adopted"));
+    }
+
+    #[test]
+    fn a_customer_refused_its_tenant_keeps_nothing_that_acts_on_it() {
+        let mut refused = customer(false);
+        refused.status = Some(CustomerOrgStatus {
+            namespace: Some("acme-globex".into()),
+            external_id: Some("org-1".into()),
+            state: Some(CustomerOrgState::Active),
+            adopted: true,
+            ..Default::default()
+        });
+        assert!(holds_tenant(&refused));
+        refused.status = Some(refused_status(&refused));
+        assert!(!holds_tenant(&refused), "subscriptions and grants must not act for it");
+        let status = refused.status.unwrap();
+        assert_eq!((status.namespace, status.state, status.adopted), (None, None, false));
     }
 }

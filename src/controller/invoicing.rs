@@ -156,7 +156,8 @@ pub fn rating_records(customer: &str, records: Vec<endpoint::UsageRecord>) -> Ve
 }
 
 /// What `customer` used on `endpoints` in `[from, to)`. An endpoint that does not exist (any more) or does
-/// not meter usage contributes nothing, and so does one where the customer's tenant does not exist.
+/// not meter usage contributes nothing, and so does one where the customer's tenant does not exist. A
+/// customer that does not hold its tenant used nothing: the usage there is another customer's.
 pub async fn read_usage(
     ctx: &Context,
     customer: &CustomerOrg,
@@ -166,7 +167,7 @@ pub async fn read_usage(
 ) -> Result<Vec<billing::UsageRecord>, Error> {
     let windows = windows(from, to);
     let mut records = Vec::new();
-    if windows.is_empty() {
+    if windows.is_empty() || !super::customer_org::holds_tenant(customer) {
         return Ok(records);
     }
     let tenant = &customer.spec.tenant_name;

@@ -25,6 +25,7 @@ pub mod schedule;
 pub mod server;
 pub mod subscription;
 pub mod support_request;
+pub mod tenant_claim;
 pub mod wake;
 
 use std::hash::{Hash, Hasher};
@@ -82,6 +83,7 @@ pub async fn check_crds(client: &kube::Client) -> anyhow::Result<()> {
     check::<AccessGrant>(client).await?;
     check::<SupportRequest>(client).await?;
     check::<crate::api::Invoice>(client).await?;
+    check::<crate::api::TenantClaim>(client).await?;
     Ok(())
 }
 

@@ -214,12 +214,14 @@ impl Managed for CloudServiceSubscription {
             return Ok(Cleanup::Done);
         }
         let namespace = self.namespace().unwrap_or_default();
-        // Nothing was provisioned without a provisioned customer; with the customer or endpoint really gone
-        // from the API, the tenant (and the instance in it) went with them.
+        // Nothing was provisioned without a provisioned customer (nor for one whose tenant another customer
+        // holds: an instance of that name there is theirs); with the customer or endpoint really gone from
+        // the API, the tenant (and the instance in it) went with them.
         let customer_name = &self.spec.customer_org_ref.name;
         let Some(customer) = ctx
             .cached_or_live(&ctx.stores.customers, Some(&namespace), customer_name)
             .await?
+            .filter(|c| super::customer_org::holds_tenant(c))
         else {
             return Ok(Cleanup::Done);
         };

@@ -195,7 +195,7 @@ async fn wait_phase(world: &World, name: &str, phase: GrantPhase) -> AccessGrant
 }
 
 /// The endpoint's users of a tenant: user name -> role.
-async fn endpoint_users(simulator: &Simulator, tenant: &str) -> BTreeMap<String, String> {
+pub async fn endpoint_users(simulator: &Simulator, tenant: &str) -> BTreeMap<String, String> {
     let page: serde_json::Value = simulator.get_json(&format!("/v1/orgs/{tenant}/users")).await;
     page["items"]
         .as_array()

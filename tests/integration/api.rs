@@ -41,7 +41,7 @@ pub async fn install_crds(client: &kube::Client) {
             names.push((name, crd.spec.names.kind.clone()));
         }
     }
-    assert_eq!(names.len(), 8, "crds/ should hold the eight Navigator CRDs");
+    assert_eq!(names.len(), 9, "crds/ should hold the nine Navigator CRDs");
     for (name, kind) in names {
         eventually(WAIT, &format!("{name} to be Established"), || async {
             let crd = crds.get(&name).await.ok()?;

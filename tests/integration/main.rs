@@ -18,3 +18,4 @@ mod gitops;
 mod packaging;
 mod retry_after;
 mod support_requests;
+mod tenants;

@@ -95,7 +95,7 @@ fn find<'a>(docs: &'a [Value], kind: &str, name: &str) -> &'a Value {
 
 /// A kubeconfig holding a token from the TokenRequest API for the chart's ServiceAccount: the identity the
 /// Deployment's pod would have.
-async fn service_account_kubeconfig(admin: &kube::Client, name: &str) -> PathBuf {
+pub async fn service_account_kubeconfig(admin: &kube::Client, name: &str) -> PathBuf {
     let request = TokenRequest {
         spec: Some(TokenRequestSpec {
             expiration_seconds: Some(3600),

@@ -205,13 +205,25 @@ impl Operator {
         extra_args: &[&str],
         extra_env: &[(&str, &str)],
     ) -> Self {
+        let selector = format!("{RUN_LABEL}={run}");
+        Operator::start_selecting(log_name, &selector, kubeconfig, extra_args, extra_env)
+    }
+
+    /// `navigator run` seeing only objects that match the label `selector` (e.g. one shard of a run).
+    pub fn start_selecting(
+        log_name: &str,
+        selector: &str,
+        kubeconfig: &std::path::Path,
+        extra_args: &[&str],
+        extra_env: &[(&str, &str)],
+    ) -> Self {
         let port = free_port();
         let mut args = vec![
             "run".to_string(),
             "--listen".into(),
             format!("127.0.0.1:{port}"),
             "--selector".into(),
-            format!("{RUN_LABEL}={run}"),
+            selector.to_string(),
         ];
         args.extend(extra_args.iter().map(|a| a.to_string()));
         let mut envs = vec![
@@ -290,6 +302,41 @@ impl World {
             .expect("creating the provider namespace");
         world.contract("main", &["compute"]).await;
         world
+    }
+
+    /// Another provider on this world's endpoint, run by the same operator: a ProviderOrg `<prefix>-<run>`
+    /// (its namespace too) with an active contract covering `compute` on the endpoint. Returns its namespace.
+    pub async fn other_provider(&self, prefix: &str) -> String {
+        let name = format!("{prefix}-{}", self.run);
+        self.apply::<ProviderOrg>(
+            None,
+            json!({
+                "metadata": {"name": name},
+                "spec": {"displayName": format!("Provider {name}"), "partnerTypes": ["CloudProvider"], "namespace": name}
+            }),
+        )
+        .await;
+        let providers = Api::<ProviderOrg>::all(self.client.clone());
+        eventually(
+            Duration::from_secs(120),
+            &format!("provider {name} to be Ready"),
+            || async { providers.get(&name).await.ok()?.is_ready().then_some(()) },
+        )
+        .await;
+        self.apply::<CommitmentContract>(
+            Some(&name),
+            json!({
+                "metadata": {"name": "main"},
+                "spec": {
+                    "contractNumber": format!("CC-{name}"),
+                    "startDate": "2020-01-01", "endDate": "2099-12-31",
+                    "services": ["compute"], "endpoints": [self.endpoint],
+                    "commitments": [{"metric": "vcpu-hours", "quantity": "1"}]
+                }
+            }),
+        )
+        .await;
+        name
     }
 
     async fn apply_secret(&self) {
