@@ -92,7 +92,8 @@ impl Managed for CustomerOrg {
         let entry = driver_for(endpoint, ctx).await?;
 
         let customer_namespace = customer_namespace(self);
-        namespaces::ensure_namespace(&ctx.client, &customer_namespace, namespace_labels(self)).await?;
+        let cached = &ctx.stores.children.customer_namespaces;
+        namespaces::ensure_namespace(&ctx.client, cached, &customer_namespace, namespace_labels(self)).await?;
 
         let tenant = &self.spec.tenant_name;
         let desired = desired_org(self);

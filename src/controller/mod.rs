@@ -32,20 +32,23 @@ use std::hash::{Hash, Hasher};
 use std::sync::Arc;
 
 use futures::{FutureExt, StreamExt, TryStreamExt};
-use k8s_openapi::api::core::v1::ObjectReference;
+use k8s_openapi::api::core::v1::{Namespace, ObjectReference};
 use kube::api::{Api, ApiResource, DynamicObject, ListParams, ObjectMeta};
+use kube::core::PartialObjectMeta;
 use kube::runtime::controller::{Config as ControllerConfig, Controller};
 use kube::runtime::events::{Event, EventType, Recorder};
 use kube::runtime::reflector::{self, ObjectRef};
 use kube::runtime::{WatchStreamExt, watcher};
-use kube::{CustomResourceExt, Resource};
+use kube::{CustomResourceExt, Resource, ResourceExt};
 use serde::de::DeserializeOwned;
 use tracing::{debug, info, warn};
 
 use crate::api::{
     AccessGrant, CloudEndpoint, CloudServiceSubscription, CommitmentContract, CustomerOrg, ProviderOrg, SupportRequest,
 };
-use context::{Context, Settings, Stores};
+use access_grant::GRANT_UID_LABEL;
+use context::{Children, Context, Settings, Stores};
+use namespaces::{CUSTOMER_ORG_LABEL, PROVIDER_ORG_LABEL};
 use reconciler::{Managed, error_policy, reconcile};
 
 /// Where `navigator run` listens and how it paces itself.
@@ -326,6 +329,90 @@ pub fn unparsable_note(kind: &str, error: &str) -> String {
     note
 }
 
+/// Objects of kind `C` that Navigator writes for one of its kinds, picked by the label selector of `events`
+/// (a label only Navigator sets), cached in `writer`'s store for reconciles to compare with, and each one
+/// that changes or goes handed on, for the owner's controller to map to its owner (`watches_stream`). The
+/// first full list is not handed on (every owner reconciles at start anyway), and of a relist (after the
+/// watch lost its place) only what changed meanwhile.
+fn children<C: Cacheable>(
+    name: &str,
+    events: impl futures::Stream<Item = Result<watcher::Event<C>, watcher::Error>> + Send + 'static,
+    writer: reflector::store::Writer<C>,
+) -> impl futures::Stream<Item = Result<C, watcher::Error>> + Send + 'static {
+    let store = writer.as_reader();
+    let mut listed = false;
+    cached(name.to_string(), events, writer, |_| {})
+        .try_filter_map(move |event| futures::future::ready(Ok(touched(event, &mut listed, &store))))
+}
+
+/// The object of a watch event that [`children`] hands on, if any; `listed` says whether the first full
+/// list is done, `cache` is the store the watch feeds.
+fn touched<C: Cacheable>(event: watcher::Event<C>, listed: &mut bool, cache: &reflector::Store<C>) -> Option<C> {
+    match event {
+        watcher::Event::Apply(obj) | watcher::Event::Delete(obj) => Some(obj),
+        // Until the relist is done, the cache holds what it had before.
+        watcher::Event::InitApply(obj) => {
+            let changed = cache
+                .get(&ObjectRef::from_obj(&obj))
+                .is_none_or(|cached| cached.resource_version() != obj.resource_version());
+            (*listed && changed).then_some(obj)
+        }
+        watcher::Event::InitDone => {
+            *listed = true;
+            None
+        }
+        watcher::Event::Init => None,
+    }
+}
+
+/// Wiring a controller to the objects Navigator writes for its kind.
+trait WatchesChildren<K: Managed> {
+    /// Reconciles the owner (found by `owner` from a child's labels or annotations) of each child of kind `C`
+    /// that changes or goes, watched by `events` into `writer`'s cache (see [`children`]).
+    fn watches_children<C: Cacheable>(
+        self,
+        name: &str,
+        events: impl futures::Stream<Item = Result<watcher::Event<C>, watcher::Error>> + Send + 'static,
+        writer: reflector::store::Writer<C>,
+        owner: fn(&ObjectMeta) -> Option<ObjectRef<K>>,
+    ) -> Self;
+}
+
+impl<K: Managed> WatchesChildren<K> for Controller<K> {
+    fn watches_children<C: Cacheable>(
+        self,
+        name: &str,
+        events: impl futures::Stream<Item = Result<watcher::Event<C>, watcher::Error>> + Send + 'static,
+        writer: reflector::store::Writer<C>,
+        owner: fn(&ObjectMeta) -> Option<ObjectRef<K>>,
+    ) -> Self {
+        self.watches_stream(children(name, events, writer), move |child: C| owner(child.meta()))
+    }
+}
+
+/// Watch settings for the objects carrying label `key` (Navigator's own label on what it writes).
+fn labelled(key: &str) -> watcher::Config {
+    watcher::Config::default().any_semantic().labels(key)
+}
+
+/// The whole objects of kind `C` carrying label `key`, for the cache behind `writer`.
+fn whole<C: Cacheable>(
+    client: &kube::Client,
+    key: &str,
+    writer: &reflector::store::Writer<C>,
+    recorder: &Recorder,
+) -> impl futures::Stream<Item = Result<watcher::Event<C>, watcher::Error>> + Send + use<C> {
+    tolerant_watcher(client, &labelled(key), writer.as_reader(), recorder)
+}
+
+/// The namespaces carrying label `key`, metadata only: their labels are all a reconcile compares.
+fn namespace_metadata(
+    client: &kube::Client,
+    key: &str,
+) -> impl futures::Stream<Item = Result<watcher::Event<PartialObjectMeta<Namespace>>, watcher::Error>> + Send + use<> {
+    watcher(Api::<PartialObjectMeta<Namespace>>::all(client.clone()), labelled(key))
+}
+
 /// A change hook calling one of the [`wake::Wakers`] methods.
 fn wake_on<K: 'static>(
     wakers: &wake::Wakers,
@@ -360,6 +447,12 @@ pub async fn run(client: kube::Client, options: RunOptions) -> anyhow::Result<()
     let (subscriptions, subscriptions_writer) = reflector::store::<CloudServiceSubscription>();
     let (grants, grants_writer) = reflector::store::<AccessGrant>();
     let (support_requests, support_requests_writer) = reflector::store::<SupportRequest>();
+    let (provider_namespaces, provider_namespaces_writer) = reflector::store();
+    let (customer_namespaces, customer_namespaces_writer) = reflector::store();
+    let (administrator_bindings, administrator_bindings_writer) = reflector::store();
+    let (grant_bindings, grant_bindings_writer) = reflector::store();
+    let (grant_roles, grant_roles_writer) = reflector::store();
+    let (grant_role_bindings, grant_role_bindings_writer) = reflector::store();
     let stores = Stores {
         endpoints: endpoints.clone(),
         providers: providers.clone(),
@@ -368,6 +461,14 @@ pub async fn run(client: kube::Client, options: RunOptions) -> anyhow::Result<()
         subscriptions: subscriptions.clone(),
         grants: grants.clone(),
         support_requests: support_requests.clone(),
+        children: Children {
+            provider_namespaces,
+            customer_namespaces,
+            administrator_bindings,
+            grant_bindings,
+            grant_roles,
+            grant_role_bindings,
+        },
     };
     let (wake_customers, customers_to_wake) = futures::channel::mpsc::unbounded();
     let (wake_subscriptions, subscriptions_to_wake) = futures::channel::mpsc::unbounded();
@@ -400,12 +501,26 @@ pub async fn run(client: kube::Client, options: RunOptions) -> anyhow::Result<()
         recorder,
         wake_on(&wakers, &stores, wake::Wakers::endpoint_changed),
     );
+    // What Navigator writes for providers, customers and grants is watched by the labels it puts on them
+    // (metadata only for namespaces), so one deleted or edited by someone else is repaired at once.
     let provider_controller = controller(
         &client,
         &config,
         providers_writer,
         recorder,
         wake_on(&wakers, &stores, wake::Wakers::provider_changed),
+    )
+    .watches_children(
+        "ProviderOrg namespaces",
+        namespace_metadata(&client, PROVIDER_ORG_LABEL),
+        provider_namespaces_writer,
+        namespaces::provider_owner,
+    )
+    .watches_children(
+        "ProviderOrg RoleBindings",
+        whole(&client, PROVIDER_ORG_LABEL, &administrator_bindings_writer, recorder),
+        administrator_bindings_writer,
+        namespaces::provider_owner,
     );
     let contract_controller = controller(
         &client,
@@ -420,6 +535,12 @@ pub async fn run(client: kube::Client, options: RunOptions) -> anyhow::Result<()
         customers_writer,
         recorder,
         wake_on(&wakers, &stores, wake::Wakers::customer_changed),
+    )
+    .watches_children(
+        "CustomerOrg namespaces",
+        namespace_metadata(&client, CUSTOMER_ORG_LABEL),
+        customer_namespaces_writer,
+        namespaces::customer_owner,
     );
     let subscription_controller = controller(
         &client,
@@ -428,7 +549,25 @@ pub async fn run(client: kube::Client, options: RunOptions) -> anyhow::Result<()
         recorder,
         |_: &CloudServiceSubscription| {},
     );
-    let grant_controller = controller(&client, &config, grants_writer, recorder, |_: &AccessGrant| {});
+    let grant_controller = controller(&client, &config, grants_writer, recorder, |_: &AccessGrant| {})
+        .watches_children(
+            "AccessGrant RoleBindings",
+            whole(&client, GRANT_UID_LABEL, &grant_bindings_writer, recorder),
+            grant_bindings_writer,
+            access_grant::grant_owner,
+        )
+        .watches_children(
+            "AccessGrant ClusterRoles",
+            whole(&client, GRANT_UID_LABEL, &grant_roles_writer, recorder),
+            grant_roles_writer,
+            access_grant::grant_owner,
+        )
+        .watches_children(
+            "AccessGrant ClusterRoleBindings",
+            whole(&client, GRANT_UID_LABEL, &grant_role_bindings_writer, recorder),
+            grant_role_bindings_writer,
+            access_grant::grant_owner,
+        );
     let support_request_controller = controller(
         &client,
         &config,
@@ -468,6 +607,7 @@ pub async fn run(client: kube::Client, options: RunOptions) -> anyhow::Result<()
 #[cfg(test)]
 mod tests {
     use super::*;
+    use k8s_openapi::api::rbac::v1::RoleBinding;
     use serde_json::json;
     use watcher::Event as E;
 
@@ -525,5 +665,40 @@ mod tests {
         let note = unparsable_note("CustomerOrg", &"é".repeat(2000));
         assert!(note.len() <= 1024 && note.ends_with("..."), "{}", note.len());
         assert!(unparsable_note("CustomerOrg", "spec.x: bad").ends_with("spec.x: bad"));
+    }
+
+    #[test]
+    fn children_are_handed_on_when_they_change_after_the_first_list_and_in_a_relist_only_if_changed() {
+        let (cache, mut writer) = reflector::store::<RoleBinding>();
+        let binding = |rv: &str| {
+            let mut binding = RoleBinding::default();
+            binding.metadata.name = Some("navigator-grant-g".into());
+            binding.metadata.namespace = Some("acme".into());
+            binding.metadata.resource_version = Some(rv.into());
+            binding
+        };
+        let mut listed = false;
+        let mut feed = |event: E<RoleBinding>, listed: &mut bool| {
+            writer.apply_watcher_event(&event);
+            touched(event, listed, &cache).is_some()
+        };
+        assert!(!feed(E::Init, &mut listed));
+        assert!(
+            !feed(E::InitApply(binding("1")), &mut listed),
+            "every owner reconciles at start anyway"
+        );
+        assert!(!feed(E::InitDone, &mut listed));
+        assert!(feed(E::Apply(binding("2")), &mut listed), "edited");
+        assert!(feed(E::Delete(binding("2")), &mut listed), "deleted");
+        assert!(feed(E::Apply(binding("3")), &mut listed), "made again");
+        // A relist after the watch lost its place: only what changed meanwhile.
+        assert!(!feed(E::Init, &mut listed));
+        assert!(!feed(E::InitApply(binding("3")), &mut listed), "unchanged");
+        assert!(!feed(E::InitDone, &mut listed));
+        assert!(!feed(E::Init, &mut listed));
+        assert!(
+            feed(E::InitApply(binding("4")), &mut listed),
+            "changed while the watch was away"
+        );
     }
 }
