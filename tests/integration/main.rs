@@ -14,6 +14,7 @@ mod engine;
 mod restarts;
 
 mod access;
+mod drift;
 mod gitops;
 mod packaging;
 mod support_requests;
