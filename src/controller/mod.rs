@@ -103,7 +103,7 @@ fn change_key<K: Resource>(obj: &K) -> Option<u64> {
 }
 
 /// What a watch can cache: Navigator's kinds and the Kubernetes objects it writes for them.
-pub trait Cacheable: Resource<DynamicType = ()> + Clone + DeserializeOwned + Debug + Send + Sync + 'static {}
+trait Cacheable: Resource<DynamicType = ()> + Clone + DeserializeOwned + Debug + Send + Sync + 'static {}
 
 impl<K> Cacheable for K where K: Resource<DynamicType = ()> + Clone + DeserializeOwned + Debug + Send + Sync + 'static {}
 
@@ -222,13 +222,13 @@ fn tolerant_watcher<K: Cacheable>(
 
 /// An object that does not parse as its kind: its metadata, and what does not fit.
 #[derive(Debug)]
-pub struct Unparsable {
-    pub metadata: Box<ObjectMeta>,
-    pub error: String,
+struct Unparsable {
+    metadata: Box<ObjectMeta>,
+    error: String,
 }
 
 /// Parses a raw object as `K`; the error names the field that does not fit (`spec.x: invalid type: ...`).
-pub fn parse<K: Cacheable>(raw: DynamicObject) -> Result<K, Unparsable> {
+fn parse<K: Cacheable>(raw: DynamicObject) -> Result<K, Unparsable> {
     let DynamicObject { mut metadata, data, .. } = raw;
     // Dropped before the cache anyway (see `cached`): not worth converting.
     metadata.managed_fields = None;
@@ -248,7 +248,7 @@ pub fn parse<K: Cacheable>(raw: DynamicObject) -> Result<K, Unparsable> {
 /// What the cache of `K` gets for one raw watch event, and the object to report if it does not parse. Of
 /// an object that does not parse, an update is skipped, a relist keeps the version the cache last read, and
 /// a deletion removes that version.
-pub fn typed_event<K: Cacheable>(
+fn typed_event<K: Cacheable>(
     event: watcher::Event<DynamicObject>,
     cache: &reflector::Store<K>,
 ) -> (Option<watcher::Event<K>>, Option<Unparsable>) {
@@ -314,7 +314,7 @@ fn report_unparsable<K: Cacheable>(bad: Unparsable, recorder: &Recorder) {
 }
 
 /// The note of the Unparsable Event: what does not fit, and what to do (an Event note holds at most 1 kB).
-pub fn unparsable_note(kind: &str, error: &str) -> String {
+fn unparsable_note(kind: &str, error: &str) -> String {
     let mut note = format!(
         "Navigator cannot read this {kind} and skips it until it is fixed (was it stored under an older version of the CRD? re-apply it): {error}"
     );
