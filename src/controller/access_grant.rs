@@ -20,7 +20,8 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding, PolicyRule, RoleBinding, RoleRef};
-use kube::api::{Api, DeleteParams, ListParams, ObjectMeta, Patch, PatchParams};
+use kube::api::{Api, ListParams, ObjectMeta, Patch, PatchParams};
+use kube::runtime::reflector::ObjectRef;
 use kube::{Resource, ResourceExt};
 
 use super::cloud_endpoint::driver_for;
@@ -28,7 +29,7 @@ use super::conditions::Phase;
 use super::context::Context;
 use super::customer_org::{customer_namespace, provisioned};
 use super::error::Error;
-use super::namespaces::{MANAGED_BY, rbac_subjects};
+use super::namespaces::{MANAGED_BY, delete_if_present, rbac_subjects};
 use super::reconciler::{Cleanup, FIELD_MANAGER, Managed, Object, Outcome};
 use crate::api::access_grant::{AccessGrantStatus, BindingRef, EndpointUser, GrantPhase, Role};
 use crate::api::common::SubjectKind;
@@ -194,6 +195,12 @@ fn grant_annotations(grant: &AccessGrant) -> BTreeMap<String, String> {
     )])
 }
 
+/// The grant a RoleBinding, ClusterRole or ClusterRoleBinding was made for, from the annotation on it.
+pub fn grant_owner(meta: &ObjectMeta) -> Option<ObjectRef<AccessGrant>> {
+    let (namespace, name) = meta.annotations.as_ref()?.get(GRANT_ANNOTATION)?.split_once('/')?;
+    Some(ObjectRef::new(name).within(namespace))
+}
+
 fn uid_selector(grant: &AccessGrant) -> ListParams {
     ListParams::default().labels(&format!("{GRANT_UID_LABEL}={}", grant.uid().unwrap_or_default()))
 }
@@ -273,27 +280,25 @@ where
     Ok(())
 }
 
-async fn delete_if_present<K>(api: &Api<K>, name: &str) -> Result<(), Error>
-where
-    K: Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
-{
-    match api.delete(name, &DeleteParams::background()).await {
-        Ok(_) => Ok(()),
-        Err(kube::Error::Api(status)) if status.code == 404 => Ok(()),
-        Err(error) => Err(error.into()),
-    }
-}
-
 impl AccessGrant {
+    /// The grant's RoleBindings wherever they are, from the cache of the RoleBindings carrying a grant uid
+    /// label; its watch wakes the grant when one of them changes or goes.
+    fn cached_bindings(&self, ctx: &Context) -> Vec<Arc<RoleBinding>> {
+        let uid = self.uid().unwrap_or_default();
+        ctx.stores
+            .children
+            .grant_bindings
+            .state_filter(|b| b.labels().get(GRANT_UID_LABEL) == Some(&uid))
+    }
+
     /// Makes the grant's RoleBindings exactly one per namespace in `namespaces`: creates or fixes what is
-    /// missing or different, deletes the grant's bindings elsewhere. Writes only what differs.
+    /// missing or different, deletes the grant's bindings elsewhere. Writes only what differs from the cache.
     async fn sync_bindings(&self, ctx: &Context, namespaces: &[String]) -> Result<Vec<BindingRef>, Error> {
-        let all = Api::<RoleBinding>::all(ctx.client.clone());
-        let live = all.list(&uid_selector(self)).await?.items;
+        let cached = self.cached_bindings(ctx);
         for namespace in namespaces {
             let wanted = desired_binding(self, namespace);
             let name = binding_name(self);
-            let existing = live
+            let existing = cached
                 .iter()
                 .find(|b| b.namespace().as_deref() == Some(namespace.as_str()) && b.name_any() == name);
             if existing.is_some_and(|b| binding_up_to_date(b, &wanted)) {
@@ -306,7 +311,7 @@ impl AccessGrant {
             }
             apply_object(&api, &name, &wanted).await?;
         }
-        for stale in live.iter().filter(|b| {
+        for stale in cached.iter().filter(|b| {
             !namespaces.iter().any(|n| b.namespace().as_deref() == Some(n.as_str()))
                 || b.name_any() != binding_name(self)
         }) {
@@ -325,16 +330,15 @@ impl AccessGrant {
     async fn sync_directory(&self, ctx: &Context, namespaces: &[String]) -> Result<(), Error> {
         let (role, binding) = desired_directory(self, namespaces);
         let name = directory_name(self);
-        let roles = Api::<ClusterRole>::all(ctx.client.clone());
-        let bindings = Api::<ClusterRoleBinding>::all(ctx.client.clone());
-        let live_role = roles.get_opt(&name).await?;
+        let children = &ctx.stores.children;
+        let live_role = children.grant_roles.get(&ObjectRef::new(&name));
         if live_role.is_none_or(|r| r.rules != role.rules) {
-            apply_object(&roles, &name, &role).await?;
+            apply_object(&Api::<ClusterRole>::all(ctx.client.clone()), &name, &role).await?;
         }
-        let live_binding = bindings.get_opt(&name).await?;
+        let live_binding = children.grant_role_bindings.get(&ObjectRef::new(&name));
         // The roleRef never changes (it is the entry's own ClusterRole); the subject may.
         if live_binding.is_none_or(|b| b.subjects != binding.subjects) {
-            apply_object(&bindings, &name, &binding).await?;
+            apply_object(&Api::<ClusterRoleBinding>::all(ctx.client.clone()), &name, &binding).await?;
         }
         Ok(())
     }
@@ -436,6 +440,8 @@ impl AccessGrant {
     }
 
     /// Removes everything the grant gave: RoleBindings everywhere, the directory entry, the endpoint user.
+    /// The bindings are listed live, not taken from the cache: this runs once, at expiry or deletion, and a
+    /// binding made just before could still be missing from the cache, and would be left behind.
     async fn revoke(&self, ctx: &Context) -> Result<(), Error> {
         let all = Api::<RoleBinding>::all(ctx.client.clone());
         for binding in all.list(&uid_selector(self)).await?.items {
@@ -719,6 +725,122 @@ mod tests {
             format!("navigator-grant-{}", long.uid().unwrap()),
             "too long: the uid"
         );
+    }
+
+    #[test]
+    fn what_a_grant_made_maps_back_to_the_grant() {
+        let g = grant("ops", Role::ProviderBillingUser, None);
+        let owner = Some(ObjectRef::new("ops").within("acme"));
+        assert_eq!(grant_owner(&desired_binding(&g, "acme-globex").metadata), owner);
+        let (role, binding) = desired_directory(&g, &["acme".into()]);
+        assert_eq!(grant_owner(&role.metadata), owner);
+        assert_eq!(grant_owner(&binding.metadata), owner);
+        assert_eq!(grant_owner(&ObjectMeta::default()), None);
+    }
+
+    /// A client that records each request (`METHOD path`) and answers a server-side apply with the object
+    /// sent, anything else with 404.
+    fn recording_client() -> (kube::Client, Arc<std::sync::Mutex<Vec<String>>>) {
+        let requests = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let seen = requests.clone();
+        let service = tower::service_fn(move |request: http::Request<kube::client::Body>| {
+            let seen = seen.clone();
+            async move {
+                let (parts, body) = request.into_parts();
+                seen.lock()
+                    .unwrap()
+                    .push(format!("{} {}", parts.method, parts.uri.path()));
+                let body = body.collect_bytes().await?;
+                let response = if parts.method == http::Method::PATCH {
+                    http::Response::new(kube::client::Body::from(body.to_vec()))
+                } else {
+                    let status = serde_json::json!({"kind": "Status", "apiVersion": "v1", "status": "Failure",
+                        "reason": "NotFound", "code": 404, "message": "not found"});
+                    http::Response::builder()
+                        .status(404)
+                        .body(kube::client::Body::from(serde_json::to_vec(&status).unwrap()))
+                        .unwrap()
+                };
+                Ok::<_, kube::Error>(response)
+            }
+        });
+        (kube::Client::new(service, "default"), requests)
+    }
+
+    /// Empty caches, but for a provider with namespace `acme`.
+    fn stores_with_provider() -> (super::super::context::Stores, Writers) {
+        use kube::runtime::reflector::store;
+        let (providers, mut providers_writer) = store();
+        let provider: crate::api::ProviderOrg = serde_json::from_value(serde_json::json!({
+            "apiVersion": "navigator.cloudpartner.io/v1alpha1", "kind": "ProviderOrg",
+            "metadata": {"name": "acme"},
+            "spec": {"displayName": "Acme", "partnerTypes": ["CloudProvider"], "namespace": "acme"}
+        }))
+        .unwrap();
+        providers_writer.apply_watcher_event(&kube::runtime::watcher::Event::Apply(provider));
+        let (grant_bindings, bindings) = store();
+        let (grant_roles, roles) = store();
+        let (grant_role_bindings, role_bindings) = store();
+        let stores = super::super::context::Stores {
+            endpoints: store().0,
+            providers,
+            contracts: store().0,
+            customers: store().0,
+            subscriptions: store().0,
+            grants: store().0,
+            support_requests: store().0,
+            children: super::super::context::Children {
+                provider_namespaces: store().0,
+                customer_namespaces: store().0,
+                administrator_bindings: store().0,
+                grant_bindings,
+                grant_roles,
+                grant_role_bindings,
+            },
+        };
+        (stores, (bindings, roles, role_bindings))
+    }
+
+    type Writers = (
+        kube::runtime::reflector::store::Writer<RoleBinding>,
+        kube::runtime::reflector::store::Writer<ClusterRole>,
+        kube::runtime::reflector::store::Writer<ClusterRoleBinding>,
+    );
+
+    #[tokio::test]
+    async fn a_grant_reconcile_compares_with_the_caches_and_never_lists_bindings_across_the_cluster() {
+        use kube::runtime::watcher::Event;
+        let (client, requests) = recording_client();
+        let (stores, (mut bindings, mut roles, mut role_bindings)) = stores_with_provider();
+        let ctx = Context::new(
+            client,
+            Default::default(),
+            Arc::new(super::super::clock::SystemClock),
+            stores,
+            Default::default(),
+        );
+        let g = grant("dev", Role::ProviderDeveloper, None);
+
+        let outcome = g.apply(&ctx).await.expect("a reconcile");
+        let sent = std::mem::take(&mut *requests.lock().unwrap());
+        assert_eq!(
+            sent,
+            vec![
+                "PATCH /apis/rbac.authorization.k8s.io/v1/namespaces/acme/rolebindings/navigator-grant-dev",
+                "PATCH /apis/rbac.authorization.k8s.io/v1/clusterroles/navigator-grant:acme:dev",
+                "PATCH /apis/rbac.authorization.k8s.io/v1/clusterrolebindings/navigator-grant:acme:dev",
+            ],
+            "nothing missing from the caches is read: it is written, each object by name"
+        );
+        assert_eq!(outcome.status.phase, Some(GrantPhase::Active));
+
+        // Once the watches have brought back what was written, a reconcile sends nothing at all.
+        bindings.apply_watcher_event(&Event::Apply(desired_binding(&g, "acme")));
+        let (role, binding) = desired_directory(&g, &["acme".into()]);
+        roles.apply_watcher_event(&Event::Apply(role));
+        role_bindings.apply_watcher_event(&Event::Apply(binding));
+        g.apply(&ctx).await.expect("a reconcile");
+        assert_eq!(*requests.lock().unwrap(), Vec::<String>::new());
     }
 
     #[test]

@@ -88,30 +88,44 @@ pub fn probed_status(current: Option<&CloudEndpointStatus>, info: &EndpointInfo,
 
 /// Reads the credentials Secret and (re)builds the endpoint's driver when the endpoint's spec or the Secret
 /// changed since the driver was built, so credential rotation is picked up at the next probe.
+///
+/// The Secret is read with a GET, not watched: the chart lets the operator `get` Secrets only, in the
+/// namespaces it names, and a watch would need `list` and `watch` there too. The GET asks for the Secret's
+/// metadata only: its resourceVersion says whether it changed, and its data is read only when it did.
 pub async fn refresh_driver(endpoint: &CloudEndpoint, ctx: &Context) -> Result<DriverEntry, Error> {
     let secret_ref = &endpoint.spec.credentials_secret_ref;
-    let secret = Api::<Secret>::namespaced(ctx.client.clone(), &secret_ref.namespace)
-        .get_opt(&secret_ref.name)
-        .await?
-        .ok_or_else(|| {
-            Error::stalled(
-                "SecretNotFound",
-                format!(
-                    "credentials Secret {}/{} does not exist",
-                    secret_ref.namespace, secret_ref.name
-                ),
-            )
-        })?;
-    let built_from = format!(
-        "{}/{}/{}",
-        endpoint.uid().unwrap_or_default(),
-        endpoint.meta().generation.unwrap_or_default(),
-        secret.resource_version().unwrap_or_default()
-    );
+    let secrets = Api::<Secret>::namespaced(ctx.client.clone(), &secret_ref.namespace);
+    let not_found = || {
+        Error::stalled(
+            "SecretNotFound",
+            format!(
+                "credentials Secret {}/{} does not exist",
+                secret_ref.namespace, secret_ref.name
+            ),
+        )
+    };
+    let built_from = |resource_version: Option<String>| {
+        format!(
+            "{}/{}/{}",
+            endpoint.uid().unwrap_or_default(),
+            endpoint.meta().generation.unwrap_or_default(),
+            resource_version.unwrap_or_default()
+        )
+    };
     let name = endpoint.name_any();
-    if let Some(entry) = ctx.drivers.get(&name).filter(|e| e.built_from == built_from) {
+    let seen = secrets
+        .get_metadata_opt(&secret_ref.name)
+        .await?
+        .ok_or_else(not_found)?;
+    if let Some(entry) = ctx
+        .drivers
+        .get(&name)
+        .filter(|e| e.built_from == built_from(seen.resource_version()))
+    {
         return Ok(entry);
     }
+    let secret = secrets.get_opt(&secret_ref.name).await?.ok_or_else(not_found)?;
+    let built_from = built_from(secret.resource_version());
     let token = secret
         .data
         .as_ref()

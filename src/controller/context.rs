@@ -5,7 +5,10 @@ use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
+use k8s_openapi::api::core::v1::Namespace;
+use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding, RoleBinding};
 use kube::ResourceExt;
+use kube::core::PartialObjectMeta;
 use kube::runtime::events::{Recorder, Reporter};
 use kube::runtime::reflector::{ObjectRef, Store};
 
@@ -58,6 +61,22 @@ pub struct Stores {
     pub subscriptions: Store<CloudServiceSubscription>,
     pub grants: Store<AccessGrant>,
     pub support_requests: Store<SupportRequest>,
+    pub children: Children,
+}
+
+/// Caches of what Navigator writes for its kinds, each fed by a watch of the label only Navigator sets on
+/// them (see `run`), so a reconcile compares with the cache instead of reading live, and a child deleted or
+/// edited by someone else wakes its owner. Namespaces are cached as metadata only: only labels matter.
+#[derive(Clone)]
+pub struct Children {
+    pub provider_namespaces: Store<PartialObjectMeta<Namespace>>,
+    pub customer_namespaces: Store<PartialObjectMeta<Namespace>>,
+    /// The RoleBindings of ProviderOrg administrators.
+    pub administrator_bindings: Store<RoleBinding>,
+    pub grant_bindings: Store<RoleBinding>,
+    /// AccessGrant directory entries: a ClusterRole and a ClusterRoleBinding per grant.
+    pub grant_roles: Store<ClusterRole>,
+    pub grant_role_bindings: Store<ClusterRoleBinding>,
 }
 
 impl Stores {

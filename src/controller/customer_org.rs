@@ -130,7 +130,8 @@ impl Managed for CustomerOrg {
         };
 
         let customer_namespace = customer_namespace(self);
-        namespaces::ensure_namespace(&ctx.client, &customer_namespace, namespace_labels(self)).await?;
+        let cached = &ctx.stores.children.customer_namespaces;
+        namespaces::ensure_namespace(&ctx.client, cached, &customer_namespace, namespace_labels(self)).await?;
 
         let desired = desired_org(self);
         let org = match entry.driver.observe_org(tenant).await? {

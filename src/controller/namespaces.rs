@@ -6,10 +6,14 @@ use std::collections::BTreeMap;
 use k8s_openapi::api::core::v1::Namespace;
 use k8s_openapi::api::rbac::v1::{RoleBinding, RoleRef, Subject as RbacSubject};
 use kube::api::{Api, DeleteParams, ObjectMeta, Patch, PatchParams};
+use kube::core::PartialObjectMeta;
+use kube::runtime::reflector::{ObjectRef, Store};
+use kube::{Resource, ResourceExt};
 
 use super::error::Error;
 use super::reconciler::FIELD_MANAGER;
 use crate::api::common::{Subject, SubjectKind};
+use crate::api::{CustomerOrg, ProviderOrg};
 
 pub const MANAGED_BY: &str = "app.kubernetes.io/managed-by";
 pub const PROVIDER_ORG_LABEL: &str = "navigator.cloudpartner.io/provider-org";
@@ -21,6 +25,17 @@ pub fn ownership_labels(owner: &[(&str, &str)]) -> BTreeMap<String, String> {
     let mut labels: BTreeMap<String, String> = owner.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
     labels.insert(MANAGED_BY.into(), "navigator".into());
     labels
+}
+
+/// The ProviderOrg a namespace or RoleBinding Navigator made for it belongs to, from its ownership labels.
+pub fn provider_owner(meta: &ObjectMeta) -> Option<ObjectRef<ProviderOrg>> {
+    Some(ObjectRef::new(meta.labels.as_ref()?.get(PROVIDER_ORG_LABEL)?))
+}
+
+/// The CustomerOrg a customer namespace belongs to, from its ownership labels.
+pub fn customer_owner(meta: &ObjectMeta) -> Option<ObjectRef<CustomerOrg>> {
+    let labels = meta.labels.as_ref()?;
+    Some(ObjectRef::new(labels.get(CUSTOMER_ORG_LABEL)?).within(labels.get(PROVIDER_NAMESPACE_LABEL)?))
 }
 
 /// What to do about a namespace, given its live labels (`None` when it does not exist).
@@ -116,12 +131,22 @@ pub fn plan_namespace(live: Option<&BTreeMap<String, String>>, wanted: &BTreeMap
     }
 }
 
-/// Creates the namespace with the ownership labels, or checks it is ours. Writes only when needed.
+/// Creates the namespace with the ownership labels, or checks it is ours. Writes only when needed, and
+/// reads it live only when `cached` (Navigator's namespaces of this owner kind) does not show it as wanted.
 pub async fn ensure_namespace(
     client: &kube::Client,
+    cached: &Store<PartialObjectMeta<Namespace>>,
     name: &str,
     labels: BTreeMap<String, String>,
 ) -> Result<(), Error> {
+    let in_place = cached.get(&ObjectRef::new(name)).is_some_and(|ns| {
+        ns.metadata.deletion_timestamp.is_none()
+            && plan_namespace(Some(ns.labels()), &labels) == NamespacePlan::UpToDate
+    });
+    if in_place {
+        // Should it change or go, its watch wakes the owner to look again.
+        return Ok(());
+    }
     let api = Api::<Namespace>::all(client.clone());
     let live = api.get_opt(name).await?;
     if live.as_ref().is_some_and(|ns| ns.metadata.deletion_timestamp.is_some()) {
@@ -190,10 +215,24 @@ pub fn rbac_subjects(subjects: &[Subject]) -> Vec<RbacSubject> {
         .collect()
 }
 
+/// Deletes the named object, if it is there.
+pub async fn delete_if_present<K>(api: &Api<K>, name: &str) -> Result<(), Error>
+where
+    K: Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
+{
+    match api.delete(name, &DeleteParams::background()).await {
+        Ok(_) => Ok(()),
+        Err(kube::Error::Api(status)) if status.code == 404 => Ok(()),
+        Err(error) => Err(error.into()),
+    }
+}
+
 /// Makes a RoleBinding of `cluster_role` to `subjects` exist as given in `namespace` (or not exist, when
-/// there are no subjects). Writes only when the live binding differs.
+/// there are no subjects). Writes only when the binding in `cached` (the watched bindings carrying the same
+/// owner label) differs; a change by someone else wakes the owner through that watch.
 pub async fn ensure_role_binding(
     client: &kube::Client,
+    cached: &Store<RoleBinding>,
     namespace: &str,
     name: &str,
     cluster_role: &str,
@@ -201,10 +240,10 @@ pub async fn ensure_role_binding(
     labels: BTreeMap<String, String>,
 ) -> Result<(), Error> {
     let api = Api::<RoleBinding>::namespaced(client.clone(), namespace);
-    let live = api.get_opt(name).await?;
+    let live = cached.get(&ObjectRef::new(name).within(namespace));
     if subjects.is_empty() {
         if live.is_some() {
-            api.delete(name, &DeleteParams::default()).await?;
+            delete_if_present(&api, name).await?;
         }
         return Ok(());
     }
@@ -225,7 +264,7 @@ pub async fn ensure_role_binding(
     }
     if live.as_ref().is_some_and(|rb| rb.role_ref != role_ref) {
         // roleRef cannot change in place.
-        api.delete(name, &DeleteParams::default()).await?;
+        delete_if_present(&api, name).await?;
     }
     let binding = RoleBinding {
         metadata: ObjectMeta {
@@ -267,6 +306,23 @@ mod tests {
         let mut relabel = wanted.clone();
         relabel.remove(MANAGED_BY);
         assert_eq!(plan_namespace(Some(&relabel), &wanted), NamespacePlan::Relabel);
+    }
+
+    #[test]
+    fn what_navigator_made_maps_back_to_its_owner_by_the_ownership_labels() {
+        let meta = |labels: BTreeMap<String, String>| ObjectMeta {
+            labels: Some(labels),
+            ..Default::default()
+        };
+        let provider = meta(ownership_labels(&[(PROVIDER_ORG_LABEL, "acme")]));
+        assert_eq!(provider_owner(&provider), Some(ObjectRef::new("acme")));
+        assert_eq!(customer_owner(&provider), None);
+        let customer = meta(ownership_labels(&[
+            (CUSTOMER_ORG_LABEL, "globex"),
+            (PROVIDER_NAMESPACE_LABEL, "acme"),
+        ]));
+        assert_eq!(customer_owner(&customer), Some(ObjectRef::new("globex").within("acme")));
+        assert_eq!(provider_owner(&customer), None);
     }
 
     #[test]

@@ -30,10 +30,12 @@ impl Managed for ProviderOrg {
         let name = self.name_any();
         let namespace = &self.spec.namespace;
         let labels = namespaces::ownership_labels(&[(PROVIDER_ORG_LABEL, &name)]);
-        namespaces::ensure_namespace(&ctx.client, namespace, labels.clone()).await?;
+        let children = &ctx.stores.children;
+        namespaces::ensure_namespace(&ctx.client, &children.provider_namespaces, namespace, labels.clone()).await?;
         let subjects = namespaces::rbac_subjects(&self.spec.administrators);
         namespaces::ensure_role_binding(
             &ctx.client,
+            &children.administrator_bindings,
             namespace,
             ADMINISTRATORS_BINDING,
             ADMINISTRATOR_ROLE,

@@ -14,6 +14,7 @@ mod engine;
 mod restarts;
 
 mod access;
+mod drift;
 mod gitops;
 mod packaging;
 mod retry_after;
