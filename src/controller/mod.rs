@@ -25,6 +25,7 @@ pub mod schedule;
 pub mod server;
 pub mod subscription;
 pub mod support_request;
+pub mod usage;
 pub mod wake;
 
 use std::hash::{Hash, Hasher};
