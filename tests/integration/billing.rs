@@ -639,6 +639,19 @@ async fn usage_without_a_price_writes_no_invoice_and_says_which_metric() {
         "{}",
         stalled.message
     );
+    // Billing reports the problem in its own condition too.
+    let billing = providers
+        .get(&world.namespace)
+        .await
+        .unwrap()
+        .condition("Billing")
+        .expect("a Billing condition");
+    assert_eq!(
+        (billing.status.as_str(), billing.reason.as_str()),
+        ("False", "UnpricedUsage"),
+        "{billing:?}"
+    );
+    assert!(billing.message.contains("storage-gib-hours"), "{}", billing.message);
     eventually(WAIT, "a Warning event on the provider", || async {
         let params = kube::api::ListParams::default().fields(&format!("involvedObject.name={}", world.namespace));
         let events = Api::<k8s_openapi::api::core::v1::Event>::all(world.client.clone())
@@ -783,6 +796,43 @@ async fn fifty_customers_are_each_invoiced_their_own_usage_and_the_billing_pass_
     let took = started.elapsed();
     let again = eventually(WAIT, "the fifty invoices to be written again", all_issued).await;
     assert_eq!(again.len(), CUSTOMERS);
+
+    // Billing and the rest of the ProviderOrg's reconcile write their own status fields, each under its own
+    // field manager, so neither overwrites the other's.
+    let p = providers.get(&world.namespace).await.unwrap();
+    let billing = p.condition("Billing").expect("a Billing condition");
+    assert_eq!(
+        (billing.reason.as_str(), billing.message.as_str()),
+        ("Billed", format!("{CUSTOMERS} invoices issued for {label}").as_str())
+    );
+    let ready = p.condition("Ready").unwrap();
+    assert!(
+        ready.message.ends_with(&billing.message),
+        "Ready summarises billing: {}",
+        ready.message
+    );
+    assert!(
+        p.status.as_ref().unwrap().billing.is_some(),
+        "the current period's view"
+    );
+    let owned = |manager: &str| {
+        p.metadata
+            .managed_fields
+            .iter()
+            .flatten()
+            .filter(|m| m.manager.as_deref() == Some(manager) && m.subresource.as_deref() == Some("status"))
+            .map(|m| serde_json::to_string(&m.fields_v1).unwrap())
+            .collect::<String>()
+    };
+    let (reconcile, billing) = (owned("navigator"), owned("navigator-billing"));
+    assert!(
+        reconcile.contains(r#"k:{\"type\":\"Ready\"}"#) && !reconcile.contains("f:billing"),
+        "navigator: {reconcile}"
+    );
+    assert!(
+        billing.contains("f:billing") && billing.contains(r#"k:{\"type\":\"Billing\"}"#) && !billing.contains("Ready"),
+        "navigator-billing: {billing}"
+    );
     println!(
         "billing pass of one provider with {CUSTOMERS} customers ({CUSTOMERS} invoices written, the current \
          period's view), endpoint latency {LATENCY_MS} ms: {:.1} s",
