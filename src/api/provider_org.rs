@@ -215,7 +215,15 @@ pub struct ProviderOrgStatus {
     /// The `metadata.generation` this status describes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub observed_generation: Option<i64>,
-    /// `Ready` is `True` when the namespace exists and the administrators are bound.
+    /// `Ready` is `True` when the namespace exists, the administrators are bound and billing has no problem.
+    ///
+    /// `Billing` reports billing, which runs apart from the rest (field manager `navigator-billing`): `True`
+    /// when the last closed billing period is invoiced and `billing` and `attributed` are current (reason
+    /// `Billed`, or `NotConfigured` without `spec.billing`); `False` when billing needs a change from you,
+    /// the reason saying what (e.g. `UnpricedUsage`, `InvalidBilling`); `Unknown` when it could not finish
+    /// for a passing reason (an endpoint not answering) and is being retried. A problem that needs a change
+    /// also sets `Ready` to `False` and `Stalled` to `True` with the same reason and a Warning Event; a
+    /// passing one sets `Synced` to `False`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(schema_with = "conditions::schema")]
     pub conditions: Vec<Condition>,
@@ -225,11 +233,13 @@ pub struct ProviderOrgStatus {
     /// What the organisation's active commitment contracts entitle it to.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub entitlements: Option<Entitlements>,
-    /// Usage and charges of the current billing period.
+    /// Usage and charges of the current billing period, as billing last computed them (see the `Billing`
+    /// condition).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub billing: Option<BillingView>,
     /// For a reseller: what the invoices of the customers attributed to it add up to, for each provider that
-    /// bills them, over that provider's last closed billing period.
+    /// bills them, over that provider's last closed billing period (written by billing, see the `Billing`
+    /// condition).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub attributed: Vec<AttributedInvoices>,
 }

@@ -3,9 +3,10 @@
 //! commitment and forecast (burn-down).
 //!
 //! Usage is read from the endpoints up to the **last full hour** (`asOf`), so a view changes at most once
-//! an hour however often the object is reconciled, and a steady system writes no status in between. The
-//! objects are reconciled again just after each full hour (and at least every resync); each reconcile reads
-//! usage once per customer and endpoint. An expired contract's consumption is final and read only once.
+//! an hour however often it is computed, and a steady system writes no status in between. Views are
+//! computed again just after each full hour (and at least every resync); each computation reads usage once
+//! per customer and endpoint, concurrently ([`super::usage`]). An expired contract's consumption is final
+//! and read only once.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -22,6 +23,7 @@ use super::conditions::Phase;
 use super::context::Context;
 use super::error::Error;
 use super::invoicing::{self, Billing, RESELLER_LABEL};
+use super::usage::{self, Wanted};
 use crate::api::commitment_contract::{CommitmentContractSpec, Consumption, MetricQuantity};
 use crate::api::money::Money;
 use crate::api::provider_org::{AttributedInvoices, BillingView, CustomerCharges, MetricUsage};
@@ -57,6 +59,20 @@ pub fn until_next_refresh(now: Timestamp) -> Duration {
 pub fn until(now: Timestamp, instant: Timestamp) -> Duration {
     let seconds = (instant.as_second() - now.as_second()).max(0) + 1;
     Duration::from_secs(seconds as u64)
+}
+
+/// Every wanted customer's usage in `[from, to)`, or the first customer's problem (in `wanted` order).
+async fn all_usage(
+    ctx: &Context,
+    wanted: &[Wanted],
+    from: Timestamp,
+    to: Timestamp,
+) -> Result<Vec<billing::UsageRecord>, Error> {
+    let mut usage = Vec::new();
+    for records in usage::read(ctx, wanted, from, to).await {
+        usage.extend(records?);
+    }
+    Ok(usage)
 }
 
 fn customers_in(ctx: &Context, namespace: &str) -> Vec<Arc<CustomerOrg>> {
@@ -121,11 +137,11 @@ pub async fn provider_view(provider: &ProviderOrg, billing: &Billing, ctx: &Cont
         .filter(|s| s.namespace().as_deref() == Some(namespace.as_str()))
         .collect();
     let contracts = ctx.stores.contracts_in(namespace);
-    let mut usage = Vec::new();
-    for customer in customers_in(ctx, namespace) {
-        let endpoints = invoicing::usage_endpoints(&customer, &subscriptions, &contracts);
-        usage.extend(invoicing::read_usage(ctx, &customer, &endpoints, period.start(), as_of).await?);
-    }
+    let wanted: Vec<Wanted> = customers_in(ctx, namespace)
+        .iter()
+        .map(|c| Wanted::of(c, usage::usage_endpoints(c, &subscriptions, &contracts)))
+        .collect();
+    let usage = all_usage(ctx, &wanted, period.start(), as_of).await?;
     let estimate = estimate_charges(&usage, &billing.book, billing.currency, TOP_CUSTOMERS).map_err(|e| {
         let customer = match &e {
             billing::RatingError::Unpriced { subscription, .. } => usage
@@ -318,11 +334,12 @@ pub async fn contract_view(contract: &CommitmentContract, ctx: &Context) -> Resu
         Some(settings) if spec.committed_amount.is_some() => Some(Billing::new(settings)?),
         _ => None,
     };
-    let endpoints = spec.endpoints.iter().cloned().collect();
-    let mut usage = Vec::new();
-    for customer in customers_in(ctx, &namespace) {
-        usage.extend(invoicing::read_usage(ctx, &customer, &endpoints, term.start(), as_of).await?);
-    }
+    let endpoints: std::collections::BTreeSet<String> = spec.endpoints.iter().cloned().collect();
+    let wanted: Vec<Wanted> = customers_in(ctx, &namespace)
+        .iter()
+        .map(|c| Wanted::of(c, endpoints.clone()))
+        .collect();
+    let usage = all_usage(ctx, &wanted, term.start(), as_of).await?;
     let pricing = billing.as_ref().map(|b| (&b.book, b.currency));
     consumption(spec, &usage, pricing, term, as_of)
 }

@@ -1,32 +1,35 @@
-//! Invoicing, part of the ProviderOrg reconcile: once a billing period has closed, one Invoice per customer
-//! in the customer's namespace, computed only from the endpoints' usage in the period and the provider's
-//! price book. Also how usage is read from the endpoints, which the billing views share.
+//! Invoicing, part of ProviderOrg billing ([`super::provider_billing`]): once a billing period has closed,
+//! one Invoice per customer in the customer's namespace, computed only from the endpoints' usage in the
+//! period and the provider's price book.
 //!
 //! Decisions:
 //!
-//! - **Which period.** Each reconcile invoices the *last closed* period (the one before the period that
+//! - **Which period.** Each billing pass invoices the *last closed* period (the one before the period that
 //!   contains now). Periods before it are not backfilled: an operator that was down for a whole billing
-//!   period does not write that period's invoices later. The ProviderOrg is reconciled again just after
-//!   each period ends, and at least every resync.
+//!   period does not write that period's invoices later. Billing runs again just after each period ends,
+//!   and at least every resync.
 //! - **Which customers.** Every CustomerOrg of the provider that is provisioned (its namespace exists) and
 //!   not being deleted, if it existed before the period ended or the endpoint reports usage of it in the
 //!   period (a tenant adopted from before Navigator). A customer without usage gets an invoice with no
 //!   lines and a zero total.
 //! - **Create only.** An invoice that exists is never changed (its spec is immutable in the API too). One
-//!   deleted by mistake is written again at the next reconcile, identical: its content depends only on the
+//!   deleted by mistake is written again at the next billing pass, identical: its content depends only on the
 //!   period's usage, which is final once the period closed, and the price book (`issuedAt` is the end of
 //!   the period). Changing the price book after a period closed changes what a re-written invoice says;
 //!   change prices at a period boundary.
 //! - **Where usage comes from.** A customer's usage is read, per endpoint, from its own endpoint, the
 //!   endpoints its subscriptions name and every endpoint the provider's contracts list (subscriptions that
-//!   were deleted still have usage there). An instance's name is its subscription's name.
+//!   were deleted still have usage there). An instance's name is its subscription's name. The usage of all
+//!   the customers still to invoice is read concurrently ([`super::usage`]), then their invoices are written,
+//!   a few at a time.
 //! - **Errors.** One customer's problem (unpriced usage, an endpoint that does not answer) does not stop the
-//!   invoices of the others; the first problem is reported on the ProviderOrg.
+//!   invoices of the others; the first problem (in customer name order) is reported on the ProviderOrg.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use jiff::{SignedDuration, Timestamp};
+use futures::StreamExt;
+use jiff::Timestamp;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::api::{Api, ListParams, Patch, PatchParams, PostParams};
 use kube::runtime::events::{Event, EventType};
@@ -34,28 +37,24 @@ use kube::{Resource, ResourceExt};
 use rust_decimal::Decimal;
 use tracing::{debug, info};
 
-use super::cloud_endpoint::driver_for;
 use super::conditions::{self, Phase};
 use super::context::Context;
 use super::error::Error;
 use super::namespaces::{CUSTOMER_ORG_LABEL, MANAGED_BY, PROVIDER_ORG_LABEL};
 use super::reconciler::FIELD_MANAGER;
+use super::usage::{self, Wanted, usage_endpoints};
 use crate::api::invoice::InvoicePhase;
 use crate::api::provider_org::BillingSettings;
-use crate::api::{CloudServiceSubscription, CommitmentContract, CustomerOrg, Invoice, ProviderOrg};
+use crate::api::{CloudServiceSubscription, CustomerOrg, Invoice, ProviderOrg};
 use crate::billing::{
     self, BillingCycle, Currency, InvoiceDraft, InvoiceHeader, Period, PriceBook, RatingError, draft_invoice,
     invoice_name,
 };
-use crate::endpoint::{self, DriverError, UsageWindow};
 
 /// The label on an Invoice naming its billing period, e.g. `2026-10` (see [`billing::period_label`]).
 pub const BILLING_PERIOD_LABEL: &str = "navigator.cloudpartner.io/billing-period";
 /// The label on an Invoice naming the reseller the customer is attributed to.
 pub const RESELLER_LABEL: &str = "navigator.cloudpartner.io/reseller";
-
-/// The longest window asked of an endpoint at once (the Navigator endpoint API allows ten years).
-const MAX_WINDOW: SignedDuration = SignedDuration::from_hours(24 * 3_650);
 
 /// A provider's billing settings, checked.
 pub struct Billing {
@@ -102,92 +101,6 @@ pub fn rating_error(customer: &str, error: RatingError) -> Error {
         _ => "RatingFailed",
     };
     Error::stalled(reason, format!("customer {customer}: {error}"))
-}
-
-// ---------------------------------------------------------------------------------------------------
-// Reading usage
-
-/// The endpoints a customer's usage is read from: its own, those its subscriptions name, and those the
-/// provider's contracts list.
-pub fn usage_endpoints(
-    customer: &CustomerOrg,
-    subscriptions: &[Arc<CloudServiceSubscription>],
-    contracts: &[Arc<CommitmentContract>],
-) -> BTreeSet<String> {
-    let name = customer.name_any();
-    let mut endpoints = BTreeSet::from([customer.spec.endpoint_ref.name.clone()]);
-    for sub in subscriptions.iter().filter(|s| s.spec.customer_org_ref.name == name) {
-        if let Some(endpoint) = &sub.spec.endpoint_ref {
-            endpoints.insert(endpoint.name.clone());
-        }
-    }
-    for contract in contracts {
-        endpoints.extend(contract.spec.endpoints.iter().cloned());
-    }
-    endpoints
-}
-
-/// `[from, to)` cut into windows the endpoint accepts; none when `from` is not before `to`.
-pub fn windows(from: Timestamp, to: Timestamp) -> Vec<UsageWindow> {
-    let mut windows = Vec::new();
-    let mut start = from;
-    while start < to {
-        let end = start.checked_add(MAX_WINDOW).map_or(to, |e| e.min(to));
-        windows.push(UsageWindow { from: start, to: end });
-        start = end;
-    }
-    windows
-}
-
-/// The endpoint's usage records as rating input, attributed to `customer`. Navigator names an instance
-/// after its subscription, so the instance name is the subscription's.
-pub fn rating_records(customer: &str, records: Vec<endpoint::UsageRecord>) -> Vec<billing::UsageRecord> {
-    records
-        .into_iter()
-        .map(|r| billing::UsageRecord {
-            customer: customer.to_owned(),
-            subscription: r.instance,
-            service: r.service_type,
-            metric: r.metric,
-            unit: r.unit,
-            quantity: r.quantity,
-        })
-        .collect()
-}
-
-/// What `customer` used on `endpoints` in `[from, to)`. An endpoint that does not exist (any more) or does
-/// not meter usage contributes nothing, and so does one where the customer's tenant does not exist. A
-/// customer that does not hold its tenant used nothing: the usage there is another customer's.
-pub async fn read_usage(
-    ctx: &Context,
-    customer: &CustomerOrg,
-    endpoints: &BTreeSet<String>,
-    from: Timestamp,
-    to: Timestamp,
-) -> Result<Vec<billing::UsageRecord>, Error> {
-    let windows = windows(from, to);
-    let mut records = Vec::new();
-    if windows.is_empty() || !super::customer_org::holds_tenant(customer) {
-        return Ok(records);
-    }
-    let tenant = &customer.spec.tenant_name;
-    for endpoint in endpoints {
-        if ctx.stores.endpoint(endpoint).is_none() {
-            continue;
-        }
-        let entry = driver_for(endpoint, ctx).await?;
-        if !entry.driver.capabilities().usage {
-            continue;
-        }
-        for window in &windows {
-            match entry.driver.usage(tenant, *window).await {
-                Ok(found) => records.extend(rating_records(&customer.name_any(), found)),
-                Err(DriverError::NotFound { .. }) => {}
-                Err(error) => return Err(error.into()),
-            }
-        }
-    }
-    Ok(records)
 }
 
 // ---------------------------------------------------------------------------------------------------
@@ -279,28 +192,42 @@ pub async fn invoice_last_closed_period(
         .collect();
     customers.sort_by_key(|c| c.name_any());
 
-    let (mut issued, mut written, mut first_error) = (0, 0, None);
-    for customer in customers {
+    // What each provisioned customer needs: its invoice marked issued, or written. Outcomes are kept in
+    // customer order, so the problem reported is the first customer's whatever finished first.
+    let mut outcomes: Vec<(usize, Result<Option<bool>, Error>)> = Vec::new();
+    let mut missing: Vec<(usize, Arc<CustomerOrg>, String)> = Vec::new();
+    for (index, customer) in customers.iter().enumerate() {
         let Some(customer_namespace) = customer.status.as_ref().and_then(|s| s.namespace.clone()) else {
             continue;
         };
         let name = invoice_name(&customer.name_any(), &period);
-        let outcome = match existing.get(&(customer_namespace.clone(), name)) {
-            Some(invoice) => ensure_issued(invoice, ctx).await.map(|()| Some(false)),
-            None => {
-                let endpoints = usage_endpoints(&customer, &subscriptions, &contracts);
-                write_invoice(
-                    provider,
-                    billing,
-                    &period,
-                    &customer,
-                    &customer_namespace,
-                    &endpoints,
-                    ctx,
-                )
-                .await
-            }
-        };
+        match existing.get(&(customer_namespace.clone(), name)) {
+            Some(invoice) => outcomes.push((index, ensure_issued(invoice, ctx).await.map(|()| Some(false)))),
+            None => missing.push((index, customer.clone(), customer_namespace)),
+        }
+    }
+    let wanted: Vec<Wanted> = missing
+        .iter()
+        .map(|(_, customer, _)| Wanted::of(customer, usage_endpoints(customer, &subscriptions, &contracts)))
+        .collect();
+    let usage = usage::read(ctx, &wanted, period.start(), period.end()).await;
+    let period = &period;
+    let written: Vec<(usize, Result<Option<bool>, Error>)> = futures::stream::iter(missing.into_iter().zip(usage))
+        .map(|((index, customer, customer_namespace), usage)| async move {
+            let outcome = match usage {
+                Ok(usage) => write_invoice(provider, billing, period, &customer, &customer_namespace, usage, ctx).await,
+                Err(error) => Err(error),
+            };
+            (index, outcome)
+        })
+        .buffer_unordered(usage::READS_PER_PASS)
+        .collect()
+        .await;
+    outcomes.extend(written);
+    outcomes.sort_by_key(|(index, _)| *index);
+
+    let (mut issued, mut written, mut first_error) = (0, 0, None);
+    for (index, outcome) in outcomes {
         match outcome {
             Ok(Some(new)) => {
                 issued += 1;
@@ -308,7 +235,7 @@ pub async fn invoice_last_closed_period(
             }
             Ok(None) => {}
             Err(error) => {
-                debug!(customer = %customer.name_any(), %error, "invoicing failed");
+                debug!(customer = %customers[index].name_any(), %error, "invoicing failed");
                 first_error.get_or_insert(error);
             }
         }
@@ -316,7 +243,7 @@ pub async fn invoice_last_closed_period(
     match first_error {
         Some(error) => Err(error),
         None => Ok(Invoiced {
-            period,
+            period: period.clone(),
             issued,
             written,
         }),
@@ -332,19 +259,18 @@ fn subscriptions_in(ctx: &Context, namespace: &str) -> Vec<Arc<CloudServiceSubsc
         .collect()
 }
 
-/// Computes and creates one customer's invoice for `period`: `Some(true)` when written, `Some(false)` when
-/// it already existed, `None` when the customer is not invoiced for the period.
+/// Computes from its `usage` in `period` and creates one customer's invoice: `Some(true)` when written,
+/// `Some(false)` when it already existed, `None` when the customer is not invoiced for the period.
 async fn write_invoice(
     provider: &ProviderOrg,
     billing: &Billing,
     period: &Period,
     customer: &CustomerOrg,
     customer_namespace: &str,
-    endpoints: &BTreeSet<String>,
+    usage: Vec<billing::UsageRecord>,
     ctx: &Context,
 ) -> Result<Option<bool>, Error> {
     let customer_name = customer.name_any();
-    let usage = read_usage(ctx, customer, endpoints, period.start(), period.end()).await?;
     let created = customer.metadata.creation_timestamp.as_ref().map(|t| t.0);
     if !is_billed(created, period, !usage.is_empty()) {
         return Ok(None);
@@ -449,16 +375,6 @@ mod tests {
             .unwrap()
     }
 
-    fn customer(name: &str, endpoint: &str) -> CustomerOrg {
-        let spec = serde_json::from_value(serde_json::json!({
-            "displayName": name, "tenantName": name, "endpointRef": {"name": endpoint}
-        }))
-        .unwrap();
-        let mut c = CustomerOrg::new(name, spec);
-        c.metadata.namespace = Some("cloud".into());
-        c
-    }
-
     fn billing_settings(json: serde_json::Value) -> BillingSettings {
         serde_json::from_value(json).unwrap()
     }
@@ -483,76 +399,6 @@ mod tests {
             "adopted tenant with usage"
         );
         assert!(!is_billed(None, &p, false));
-    }
-
-    #[test]
-    fn long_windows_are_cut_into_pieces_the_endpoint_accepts() {
-        assert!(windows(ts("2026-01-01T00:00:00Z"), ts("2026-01-01T00:00:00Z")).is_empty());
-        assert!(windows(ts("2026-02-01T00:00:00Z"), ts("2026-01-01T00:00:00Z")).is_empty());
-        let one = windows(ts("2026-01-01T00:00:00Z"), ts("2026-02-01T00:00:00Z"));
-        assert_eq!(one.len(), 1);
-        let many = windows(ts("2000-01-01T00:00:00Z"), ts("2026-01-01T00:00:00Z"));
-        assert_eq!(many.len(), 3);
-        assert_eq!(many[0].from, ts("2000-01-01T00:00:00Z"));
-        assert_eq!(many[2].to, ts("2026-01-01T00:00:00Z"));
-        for pair in many.windows(2) {
-            assert_eq!(pair[0].to, pair[1].from, "windows tile the range");
-        }
-    }
-
-    #[test]
-    fn usage_is_read_from_every_endpoint_the_customer_could_have_used() {
-        let acme = customer("acme", "sim-a");
-        let sub = |name: &str, customer: &str, endpoint: Option<&str>| {
-            let mut spec = serde_json::json!({"customerOrgRef": {"name": customer}, "serviceType": "compute"});
-            if let Some(e) = endpoint {
-                spec["endpointRef"] = serde_json::json!({"name": e});
-            }
-            Arc::new(CloudServiceSubscription::new(
-                name,
-                serde_json::from_value(spec).unwrap(),
-            ))
-        };
-        let subs = vec![
-            sub("a", "acme", Some("sim-b")),
-            sub("b", "acme", None),
-            sub("c", "other", Some("sim-x")),
-        ];
-        let contract: CommitmentContract = CommitmentContract::new(
-            "main",
-            serde_json::from_value(serde_json::json!({
-                "contractNumber": "C-1", "startDate": "2026-01-01", "endDate": "2026-12-31",
-                "services": ["compute"], "endpoints": ["sim-a", "sim-c"],
-                "commitments": [{"metric": "vcpu-hours", "quantity": "1"}]
-            }))
-            .unwrap(),
-        );
-        let endpoints = usage_endpoints(&acme, &subs, &[Arc::new(contract)]);
-        assert_eq!(
-            endpoints.into_iter().collect::<Vec<_>>(),
-            vec!["sim-a", "sim-b", "sim-c"]
-        );
-    }
-
-    #[test]
-    fn endpoint_records_become_rating_input_of_the_customer() {
-        let records = vec![endpoint::UsageRecord {
-            instance: "web".into(),
-            instance_external_id: "i-1".into(),
-            service_type: "compute".into(),
-            metric: "vcpu-hours".into(),
-            unit: "vCPU-hour".into(),
-            quantity: Decimal::from_str("2.5").unwrap(),
-        }];
-        let rated = rating_records("acme", records);
-        assert_eq!(
-            (
-                rated[0].customer.as_str(),
-                rated[0].subscription.as_str(),
-                rated[0].service.as_str()
-            ),
-            ("acme", "web", "compute")
-        );
     }
 
     #[test]

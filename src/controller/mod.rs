@@ -18,6 +18,8 @@ pub mod invoicing;
 pub mod leader;
 pub mod metrics;
 pub mod namespaces;
+pub mod part;
+pub mod provider_billing;
 pub mod provider_org;
 pub mod quota;
 pub mod reconciler;
@@ -26,6 +28,7 @@ pub mod server;
 pub mod subscription;
 pub mod support_request;
 pub mod tenant_claim;
+pub mod usage;
 pub mod wake;
 
 use std::fmt::Debug;
@@ -94,9 +97,9 @@ pub async fn check_crds(client: &kube::Client) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Reconciles on changes that matter: the spec (generation), deletion, and the create-pending marker; a
-/// status write of our own does not wake the object again.
-fn change_key<K: Resource>(obj: &K) -> Option<u64> {
+/// Changes that need a reconcile: the spec (generation), deletion, and the create-pending marker; a status
+/// write of our own does not wake the object again.
+fn spec_key<K: Resource>(obj: &K) -> Option<u64> {
     let mut hasher = std::collections::hash_map::DefaultHasher::new();
     obj.meta().generation.hash(&mut hasher);
     obj.meta().deletion_timestamp.is_some().hash(&mut hasher);
@@ -108,6 +111,33 @@ fn change_key<K: Resource>(obj: &K) -> Option<u64> {
 trait Cacheable: Resource<DynamicType = ()> + Clone + DeserializeOwned + Debug + Send + Sync + 'static {}
 
 impl<K> Cacheable for K where K: Resource<DynamicType = ()> + Clone + DeserializeOwned + Debug + Send + Sync + 'static {}
+
+/// [`spec_key`], and the conditions other writers set (a [`part::Part`]'s): Ready summarises them, so a
+/// change of one reconciles the kind again (a status write of its own still does not).
+fn change_key<K: reconciler::Object>(obj: &K) -> Option<u64> {
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    spec_key(obj).hash(&mut hasher);
+    let conditions = obj.status().map(K::conditions).unwrap_or_default();
+    for c in conditions
+        .iter()
+        .filter(|c| !reconciler::CONDITIONS.contains(&c.type_.as_str()))
+    {
+        (&c.type_, &c.status, &c.reason, &c.message).hash(&mut hasher);
+    }
+    Some(hasher.finish())
+}
+
+/// The controller of a [`part::Part`] of a kind, over the kind's cache: it sees the objects its kind's
+/// watch sends it (`objects`), reconciling those whose spec changed, deletion aside.
+fn part_controller<P: part::Part>(
+    objects: futures::channel::mpsc::UnboundedReceiver<P::Kind>,
+    store: reflector::Store<P::Kind>,
+) -> Controller<P::Kind> {
+    let changed = objects
+        .map(Ok::<_, watcher::Error>)
+        .predicate_filter(spec_key, Default::default());
+    Controller::for_stream(changed, store)
+}
 
 /// The controller of one kind: a watch feeding the kind's shared cache ([`watched`]), reconciling what
 /// changed, plus the objects with pending work whenever the watch comes back after being lost.
@@ -469,11 +499,31 @@ fn wake_on<K: 'static>(
 }
 
 fn drive<K: Managed>(controller: Controller<K>, ctx: Arc<Context>) -> futures::future::BoxFuture<'static, ()> {
+    run_controller(controller, reconcile::<K>, error_policy::<K>, ctx)
+}
+
+fn drive_part<P: part::Part>(
+    controller: Controller<P::Kind>,
+    ctx: Arc<Context>,
+) -> futures::future::BoxFuture<'static, ()> {
+    run_controller(controller, part::reconcile::<P>, part::error_policy::<P>, ctx)
+}
+
+fn run_controller<K, Fut>(
+    controller: Controller<K>,
+    reconcile: fn(Arc<K>, Arc<Context>) -> Fut,
+    error_policy: fn(Arc<K>, &error::Error, Arc<Context>) -> kube::runtime::controller::Action,
+    ctx: Arc<Context>,
+) -> futures::future::BoxFuture<'static, ()>
+where
+    K: reconciler::Object,
+    Fut: std::future::Future<Output = Result<kube::runtime::controller::Action, error::Error>> + Send + 'static,
+{
     let config = ControllerConfig::default().concurrency(ctx.settings.concurrency);
     controller
         .with_config(config)
         .shutdown_on_signal()
-        .run(reconcile::<K>, error_policy::<K>, ctx)
+        .run(reconcile, error_policy, ctx)
         .for_each(|_| futures::future::ready(()))
         .boxed()
 }
@@ -548,12 +598,18 @@ pub async fn run(client: kube::Client, options: RunOptions) -> anyhow::Result<()
     );
     // What Navigator writes for providers, customers and grants is watched by the labels it puts on them
     // (metadata only for namespaces), so one deleted or edited by someone else is repaired at once.
+    // Billing is a second controller over the ProviderOrg cache, fed by the same watch.
+    let (to_billing, providers_to_bill) = futures::channel::mpsc::unbounded();
+    let wake_provider_dependents = wake_on(&wakers, &stores, wake::Wakers::provider_changed);
     let provider_controller = controller(
         &client,
         &config,
         providers_writer,
         recorder,
-        wake_on(&wakers, &stores, wake::Wakers::provider_changed),
+        move |provider: &ProviderOrg| {
+            wake_provider_dependents(provider);
+            let _ = to_billing.unbounded_send(provider.clone());
+        },
     )
     .watches_children(
         "ProviderOrg namespaces",
@@ -567,6 +623,7 @@ pub async fn run(client: kube::Client, options: RunOptions) -> anyhow::Result<()
         administrator_bindings_writer,
         namespaces::provider_owner,
     );
+    let billing_controller = part_controller::<provider_billing::ProviderBilling>(providers_to_bill, providers.clone());
     let contract_controller = controller(
         &client,
         &config,
@@ -626,7 +683,12 @@ pub async fn run(client: kube::Client, options: RunOptions) -> anyhow::Result<()
     info!(listen = %options.listen, "navigator controllers starting");
     let controllers = futures::future::join_all([
         drive(endpoint_controller, ctx.clone()),
-        drive(provider_controller.reconcile_on(providers_to_wake), ctx.clone()),
+        drive(provider_controller, ctx.clone()),
+        // Providers are woken for billing only (a customer became Ready: its invoice may be due).
+        drive_part::<provider_billing::ProviderBilling>(
+            billing_controller.reconcile_on(providers_to_wake),
+            ctx.clone(),
+        ),
         drive(contract_controller.reconcile_on(contracts_to_wake), ctx.clone()),
         drive(customer_controller.reconcile_on(customers_to_wake), ctx.clone()),
         drive(subscription_controller.reconcile_on(subscriptions_to_wake), ctx.clone()),

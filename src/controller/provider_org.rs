@@ -1,16 +1,18 @@
-//! ProviderOrg: the provider's namespace, its administrators' RoleBinding, what it is entitled to, and its
-//! billing: invoices for each closed period, the current period's view, and what is attributed to it.
+//! ProviderOrg: the provider's namespace, its administrators' RoleBinding and what it is entitled to. Its
+//! billing (invoices, the current period's view, what is attributed to it) runs apart, in
+//! [`super::provider_billing`]; Ready summarises the `Billing` condition that writes.
 
 use async_trait::async_trait;
 use kube::ResourceExt;
 
-use super::conditions::Phase;
+use super::conditions::{self, Phase};
 use super::context::Context;
 use super::entitlement;
 use super::error::Error;
 use super::namespaces::{self, PROVIDER_ORG_LABEL};
+use super::part::{self, Part};
+use super::provider_billing::{self, ProviderBilling};
 use super::reconciler::{Managed, Outcome};
-use super::{billing_views, invoicing};
 use crate::api::ProviderOrg;
 use crate::api::provider_org::ProviderOrgStatus;
 
@@ -64,44 +66,22 @@ impl Managed for ProviderOrg {
             .iter()
             .filter_map(|c| entitlement::next_boundary(&c.spec, today))
             .min();
-        let mut requeue = next
+        let requeue = next
             .and_then(|day| super::commitment_contract::until_day(ctx, day))
             .map_or(ctx.settings.resync, |until| until.min(ctx.settings.resync));
 
-        // Billing: the last closed period's invoices, the current period's view, and what is attributed to
-        // this organisation as a reseller. A problem there is reported, but what is above is still written.
-        let mut problem = None;
-        let mut message = message;
-        match self.spec.billing.as_ref().map(invoicing::Billing::new) {
-            None => status.billing = None,
-            Some(Err(error)) => problem = Some(error),
-            Some(Ok(billing)) => {
-                let now = ctx.clock.now();
-                match invoicing::invoice_last_closed_period(self, &billing, ctx).await {
-                    Ok(done) => {
-                        message = format!("{message}; {} invoices issued for {}", done.issued, done.period.label());
-                        // Just after the current period closes, its invoices are due.
-                        if let Ok(current) = billing.cycle.next(&done.period) {
-                            requeue = requeue.min(billing_views::until(now, current.end()));
-                        }
-                    }
-                    Err(error) => problem = Some(error),
-                }
-                match billing_views::provider_view(self, &billing, ctx).await {
-                    Ok(view) => status.billing = Some(view),
-                    Err(error) => problem = problem.or(Some(error)),
-                }
-                requeue = requeue.min(billing_views::until_next_refresh(now));
-            }
-        }
-        match billing_views::attributed(self, ctx).await {
-            Ok(attributed) => status.attributed = attributed,
-            Err(error) => problem = problem.or(Some(error)),
-        }
-        let phase = match problem {
-            None => Phase::ready(message),
-            Some(error) => billing_views::about("billing", error.phase()),
-        };
+        // Billing runs apart; what it last found shows here too (in Ready, Stalled or Synced, with an Event
+        // on a change), and a change of its condition brings this reconcile back.
+        let billing = self
+            .status
+            .as_ref()
+            .and_then(|s| conditions::find(&s.conditions, provider_billing::CONDITION));
+        let phase = part::summarise(Phase::ready(message), "billing", billing, self.spec.billing.is_some());
         Ok(Outcome::new(status, phase).requeue_after(requeue))
+    }
+
+    fn without_parts(status: &mut ProviderOrgStatus) {
+        ProviderBilling::take(status);
+        status.conditions.retain(|c| c.type_ != provider_billing::CONDITION);
     }
 }

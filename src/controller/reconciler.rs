@@ -29,6 +29,15 @@ use super::schedule;
 /// The field manager Navigator writes status under.
 pub const FIELD_MANAGER: &str = "navigator";
 
+/// The conditions this reconciler writes on every kind. Other condition types belong to other writers (a
+/// [`super::part::Part`] of the kind's status).
+pub const CONDITIONS: [&str; 4] = [
+    conditions::READY,
+    conditions::SYNCED,
+    conditions::RECONCILING,
+    conditions::STALLED,
+];
+
 /// What one `apply` produced: the kind's new status (conditions are filled in by the reconciler), where
 /// the object stands, and when to look again (the reconciler picks a default from the phase otherwise).
 pub struct Outcome<S> {
@@ -136,6 +145,11 @@ pub trait Managed: Object {
     async fn cleanup(&self, _ctx: &Context) -> Result<Cleanup, Error> {
         Ok(Cleanup::Done)
     }
+
+    /// Clears from `status` the fields and conditions another writer owns (a [`super::part::Part`] of this
+    /// kind, under its own field manager): this reconciler neither writes nor compares them, so the two
+    /// never overwrite each other and a steady object is not rewritten. Nothing by default.
+    fn without_parts(_status: &mut Self::Status) {}
 }
 
 /// The entry point given to `kube::runtime::Controller::run` for every kind.
@@ -172,13 +186,18 @@ pub fn error_policy<K: Managed>(obj: Arc<K>, error: &Error, ctx: Arc<Context>) -
     if let Error::CleanupPending { .. } = error {
         return Action::requeue(schedule::jitter(ctx.settings.progress_poll));
     }
-    let key = object_key(&*obj);
+    retry_after_error(&K::kind(&()), &object_key(&*obj), error, &ctx)
+}
+
+/// The object (`key`) retries on its backoff (never sooner than the endpoint's Retry-After) after a
+/// reconcile that failed outright.
+pub(super) fn retry_after_error(kind: &str, key: &str, error: &Error, ctx: &Context) -> Action {
     let delay = schedule::retry_delay(
-        ctx.backoff.failure(&key),
+        ctx.backoff.failure(key),
         error.retry_after(),
         error.is_apiserver_unavailable(),
     );
-    warn!(kind = %K::kind(&()), object = %key, error = %error, retry_in = ?delay, "reconcile failed");
+    warn!(kind = %kind, object = %key, error = %error, retry_in = ?delay, "reconcile failed");
     Action::requeue(delay)
 }
 
@@ -216,14 +235,45 @@ async fn apply_and_report<K: Managed>(obj: &K, ctx: &Context) -> Action {
         warn!(object = %key, %error, retry_in = ?delay, "writing status failed");
         return Action::requeue(delay);
     }
-    let delay = match &phase {
+    let retry = Retry {
+        after: retry_after,
+        apiserver_unavailable,
+    };
+    next_action(&K::kind(&()), &key, &phase, requeue, exact, retry, ctx)
+}
+
+/// What a failed outcome says about when to retry: the endpoint's Retry-After, if any, and whether the API
+/// server was what failed.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Retry {
+    pub after: Option<Duration>,
+    pub apiserver_unavailable: bool,
+}
+
+/// When the object (`key`) looks again after an outcome in `phase`: a transient failure counts as a failed
+/// reconcile of `kind` and waits on the object's backoff; otherwise the backoff is reset and it waits
+/// `requeue`, or the phase's default. Jittered, unless `exact` asks for a deadline to be met on time.
+pub(super) fn next_action(
+    kind: &str,
+    key: &str,
+    phase: &Phase,
+    requeue: Option<Duration>,
+    exact: bool,
+    retry: Retry,
+    ctx: &Context,
+) -> Action {
+    let Retry {
+        after: retry_after,
+        apiserver_unavailable,
+    } = retry;
+    let delay = match phase {
         Phase::Failed { .. } => {
-            ctx.metrics.reconcile_failed(&K::kind(&()));
-            schedule::retry_delay(ctx.backoff.failure(&key), retry_after, apiserver_unavailable)
+            ctx.metrics.reconcile_failed(kind);
+            schedule::retry_delay(ctx.backoff.failure(key), retry_after, apiserver_unavailable)
         }
         _ => {
-            ctx.backoff.success(&key);
-            let delay = requeue.unwrap_or_else(|| schedule::after(&phase, &ctx.settings));
+            ctx.backoff.success(key);
+            let delay = requeue.unwrap_or_else(|| schedule::after(phase, &ctx.settings));
             if exact { delay } else { schedule::jitter(delay) }
         }
     };
@@ -268,8 +318,9 @@ async fn cleanup_and_report<K: Managed>(obj: &K, ctx: &Context) -> Result<Action
     }
 }
 
-/// Fills in conditions and `observedGeneration`, then writes the status only when it differs from the
-/// live one, and records an Event when the Ready summary or its reason changed.
+/// Fills in conditions and `observedGeneration`, then writes the status (without what other writers own)
+/// only when it differs from the live one, and records an Event when the Ready summary or its reason
+/// changed.
 async fn write_status<K: Managed>(obj: &K, mut status: K::Status, phase: &Phase, ctx: &Context) -> Result<(), Error> {
     let current = obj.status();
     let current_conditions = current.map(K::conditions).unwrap_or_default();
@@ -277,7 +328,13 @@ async fn write_status<K: Managed>(obj: &K, mut status: K::Status, phase: &Phase,
     let wanted = conditions::for_phase(phase, current_conditions);
     let merged = conditions::merge(current_conditions, &wanted, generation, &Time(ctx.clock.now()));
     K::set_conditions(&mut status, merged, generation);
-    if current == Some(&status) {
+    // What other writers own is neither written (server-side apply keeps it theirs) nor compared.
+    K::without_parts(&mut status);
+    let current = current.cloned().map(|mut current| {
+        K::without_parts(&mut current);
+        current
+    });
+    if current.as_ref() == Some(&status) {
         return Ok(());
     }
 
