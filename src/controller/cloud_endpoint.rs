@@ -211,6 +211,7 @@ mod tests {
             }],
             roles: vec![],
             support: true,
+            assigns_ids: false,
         }
     }
 

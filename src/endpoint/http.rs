@@ -5,10 +5,12 @@
 //! within a small total wait so a reconcile worker never waits long; past that the call fails with a
 //! retryable error and the reconciler comes back later. Retries pass through the limits again. A request
 //! that timed out is not retried here: it already cost a full timeout. Every call of the contract is
-//! idempotent (names are keys, creates carry idempotency keys), so a retry after a lost response is safe.
+//! idempotent (names are keys, creates carry idempotency keys), so a retry after a lost response is safe,
+//! except a create on an endpoint that assigns ids (`/v1/info` says `assignsIds`): that is sent once, and
+//! a lost answer is left to the reconciler's create protocol, which looks before it creates again.
 
 use std::fmt;
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -106,6 +108,10 @@ pub struct HttpDriver {
     max_retries: u32,
     retry_budget: Duration,
     observer: Option<Arc<dyn RequestObserver>>,
+    /// Whether the endpoint assigns ids, as its `/v1/info` last said; `None` until it was asked.
+    assigns_ids: RwLock<Option<bool>>,
+    /// See [`Capabilities::create_grace`].
+    create_grace: Duration,
 }
 
 impl fmt::Debug for HttpDriver {
@@ -204,7 +210,100 @@ impl HttpDriver {
             max_retries: config.max_retries,
             retry_budget: config.retry_budget,
             observer: config.observer,
+            assigns_ids: RwLock::new(None),
+            create_grace: (config.max_queue_wait + config.timeout) * 2,
         })
+    }
+
+    /// Whether the endpoint assigns ids; asks `/v1/info` the first time.
+    async fn assigns_ids(&self) -> DriverResult<bool> {
+        let known = *self.assigns_ids.read().unwrap_or_else(|e| e.into_inner());
+        match known {
+            Some(assigns) => Ok(assigns),
+            None => Ok(self.info().await?.assigns_ids),
+        }
+    }
+
+    /// A create on an endpoint that assigns ids: one request, never retried here, because a repeat after
+    /// a lost answer would make a second object.
+    async fn post_once<T: DeserializeOwned>(
+        &self,
+        path: &[&str],
+        body: serde_json::Value,
+        idempotency_key: Option<&str>,
+    ) -> DriverResult<T> {
+        let call = Call {
+            method: Method::POST,
+            path,
+            query: &[],
+            body: Some(body),
+            idempotency_key,
+        };
+        let url = self.url(call.path, call.query);
+        match self.attempt(&call, &url).await {
+            Ok(answer) => answer.json(),
+            Err(Attempt::Retry(error) | Attempt::Final(error)) => Err(error),
+        }
+    }
+
+    /// The items of a collection whose `field` is `value` (a search on an endpoint that assigns ids),
+    /// oldest first. A missing parent (404) holds nothing.
+    async fn search<T: DeserializeOwned>(
+        &self,
+        path: &[&str],
+        field: &str,
+        value: &str,
+        key: impl Fn(&T) -> (&str, Timestamp),
+    ) -> DriverResult<Vec<T>> {
+        let query = [(field, value.to_owned())];
+        let call = Call {
+            method: Method::GET,
+            path,
+            query: &query,
+            body: None,
+            idempotency_key: None,
+        };
+        let list: List<T> = match self.send(call).await {
+            Ok(answer) => answer.json()?,
+            Err(DriverError::NotFound { .. }) => return Ok(Vec::new()),
+            Err(e) => return Err(e),
+        };
+        // Only exact matches, whatever the endpoint's search does; the oldest first is the one to keep.
+        let mut items: Vec<T> = list.items.into_iter().filter(|item| key(item).0 == value).collect();
+        items.sort_by(|a, b| key(a).1.cmp(&key(b).1));
+        Ok(items)
+    }
+
+    async fn orgs_named(&self, name: &str) -> DriverResult<Vec<ExternalOrg>> {
+        self.search(&["orgs"], "name", name, |o: &ExternalOrg| {
+            (o.name.as_str(), o.created_at)
+        })
+        .await
+    }
+
+    /// The id of the organisation of this name, on an endpoint that assigns ids.
+    async fn org_id(&self, name: &str) -> DriverResult<Option<String>> {
+        Ok(self.orgs_named(name).await?.into_iter().next().map(|o| o.external_id))
+    }
+
+    async fn require_org_id(&self, name: &str) -> DriverResult<String> {
+        self.org_id(name).await?.ok_or_else(|| DriverError::NotFound {
+            message: format!("organisation {name} not found"),
+        })
+    }
+
+    async fn users_named(&self, org_id: &str, username: &str) -> DriverResult<Vec<ExternalUser>> {
+        self.search(&["orgs", org_id, "users"], "username", username, |u: &ExternalUser| {
+            (u.username.as_str(), u.created_at)
+        })
+        .await
+    }
+
+    async fn instances_named(&self, org_id: &str, name: &str) -> DriverResult<Vec<ExternalInstance>> {
+        self.search(&["orgs", org_id, "instances"], "name", name, |i: &ExternalInstance| {
+            (i.name.as_str(), i.created_at)
+        })
+        .await
     }
 
     fn url(&self, path: &[&str], query: &[(&str, String)]) -> Url {
@@ -485,12 +584,19 @@ fn retry_after(headers: &HeaderMap) -> Duration {
 #[async_trait]
 impl Driver for HttpDriver {
     fn capabilities(&self) -> Capabilities {
+        let assigns_ids = *self.assigns_ids.read().unwrap_or_else(|e| e.into_inner());
+        // Until the endpoint said, assume the worst: a repeated create makes a second object.
+        let (key, tickets) = match assigns_ids {
+            Some(false) => (CreateKey::Name, CreateKey::IdempotencyKey),
+            Some(true) | None => (CreateKey::ServerAssigned, CreateKey::ServerAssigned),
+        };
         Capabilities {
-            orgs: CreateKey::Name,
-            users: CreateKey::Name,
-            instances: CreateKey::Name,
-            tickets: Some(CreateKey::IdempotencyKey),
+            orgs: key,
+            users: key,
+            instances: key,
+            tickets: Some(tickets),
             usage: true,
+            create_grace: self.create_grace,
         }
     }
 
@@ -502,50 +608,179 @@ impl Driver for HttpDriver {
             body: None,
             idempotency_key: None,
         };
-        self.send(call).await?.json()
+        let info: EndpointInfo = self.send(call).await?.json()?;
+        *self.assigns_ids.write().unwrap_or_else(|e| e.into_inner()) = Some(info.assigns_ids);
+        Ok(info)
     }
 
     async fn observe_org(&self, name: &str) -> DriverResult<Option<ExternalOrg>> {
-        self.get_optional(&["orgs", name]).await
+        if !self.assigns_ids().await? {
+            return self.get_optional(&["orgs", name]).await;
+        }
+        Ok(self.orgs_named(name).await?.into_iter().next())
+    }
+
+    async fn create_org(&self, name: &str, desired: &OrgDesired) -> DriverResult<ExternalOrg> {
+        if !self.assigns_ids().await? {
+            return self.put(&["orgs", name], desired).await;
+        }
+        let body = to_value(&NewOrg {
+            name: name.to_owned(),
+            spec: desired.clone(),
+        })?;
+        self.post_once(&["orgs"], body, None).await
     }
 
     async fn apply_org(&self, name: &str, desired: &OrgDesired) -> DriverResult<ExternalOrg> {
-        self.put(&["orgs", name], desired).await
+        if !self.assigns_ids().await? {
+            return self.put(&["orgs", name], desired).await;
+        }
+        let id = self.require_org_id(name).await?;
+        self.put(&["orgs", &id], desired).await
     }
 
     async fn delete_org(&self, name: &str) -> DriverResult<Deletion> {
-        self.delete(&["orgs", name]).await
+        if !self.assigns_ids().await? {
+            return self.delete(&["orgs", name]).await;
+        }
+        // Every organisation of the name, so that none is left behind.
+        let mut deletion = Deletion::Gone;
+        for org in self.orgs_named(name).await? {
+            if self.delete(&["orgs", &org.external_id]).await? == Deletion::InProgress {
+                deletion = Deletion::InProgress;
+            }
+        }
+        Ok(deletion)
     }
 
     async fn observe_user(&self, org: &str, username: &str) -> DriverResult<Option<ExternalUser>> {
-        self.get_optional(&["orgs", org, "users", username]).await
+        if !self.assigns_ids().await? {
+            return self.get_optional(&["orgs", org, "users", username]).await;
+        }
+        let Some(org_id) = self.org_id(org).await? else {
+            return Ok(None);
+        };
+        Ok(self.users_named(&org_id, username).await?.into_iter().next())
+    }
+
+    async fn create_user(&self, org: &str, username: &str, desired: &UserDesired) -> DriverResult<ExternalUser> {
+        if !self.assigns_ids().await? {
+            return self.put(&["orgs", org, "users", username], desired).await;
+        }
+        let org_id = self.require_org_id(org).await?;
+        let body = to_value(&NewUser {
+            username: username.to_owned(),
+            spec: desired.clone(),
+        })?;
+        self.post_once(&["orgs", &org_id, "users"], body, None).await
     }
 
     async fn apply_user(&self, org: &str, username: &str, desired: &UserDesired) -> DriverResult<ExternalUser> {
-        self.put(&["orgs", org, "users", username], desired).await
+        if !self.assigns_ids().await? {
+            return self.put(&["orgs", org, "users", username], desired).await;
+        }
+        let org_id = self.require_org_id(org).await?;
+        let user = self
+            .users_named(&org_id, username)
+            .await?
+            .into_iter()
+            .next()
+            .ok_or_else(|| DriverError::NotFound {
+                message: format!("user {username} not found in organisation {org}"),
+            })?;
+        self.put(&["orgs", &org_id, "users", &user.external_id], desired).await
     }
 
     async fn delete_user(&self, org: &str, username: &str) -> DriverResult<Deletion> {
-        self.delete(&["orgs", org, "users", username]).await
+        if !self.assigns_ids().await? {
+            return self.delete(&["orgs", org, "users", username]).await;
+        }
+        let Some(org_id) = self.org_id(org).await? else {
+            return Ok(Deletion::Gone);
+        };
+        let mut deletion = Deletion::Gone;
+        for user in self.users_named(&org_id, username).await? {
+            if self.delete(&["orgs", &org_id, "users", &user.external_id]).await? == Deletion::InProgress {
+                deletion = Deletion::InProgress;
+            }
+        }
+        Ok(deletion)
     }
 
     async fn observe_instance(&self, org: &str, name: &str) -> DriverResult<Option<ExternalInstance>> {
-        self.get_optional(&["orgs", org, "instances", name]).await
+        if !self.assigns_ids().await? {
+            return self.get_optional(&["orgs", org, "instances", name]).await;
+        }
+        let Some(org_id) = self.org_id(org).await? else {
+            return Ok(None);
+        };
+        Ok(self.instances_named(&org_id, name).await?.into_iter().next())
+    }
+
+    async fn create_instance(
+        &self,
+        org: &str,
+        name: &str,
+        desired: &InstanceDesired,
+    ) -> DriverResult<ExternalInstance> {
+        if !self.assigns_ids().await? {
+            return self.put(&["orgs", org, "instances", name], desired).await;
+        }
+        let org_id = self.require_org_id(org).await?;
+        let body = to_value(&NewInstance {
+            name: name.to_owned(),
+            spec: desired.clone(),
+        })?;
+        self.post_once(&["orgs", &org_id, "instances"], body, None).await
     }
 
     async fn apply_instance(&self, org: &str, name: &str, desired: &InstanceDesired) -> DriverResult<ExternalInstance> {
-        self.put(&["orgs", org, "instances", name], desired).await
+        if !self.assigns_ids().await? {
+            return self.put(&["orgs", org, "instances", name], desired).await;
+        }
+        let org_id = self.require_org_id(org).await?;
+        let instance = self
+            .instances_named(&org_id, name)
+            .await?
+            .into_iter()
+            .next()
+            .ok_or_else(|| DriverError::NotFound {
+                message: format!("instance {name} not found in organisation {org}"),
+            })?;
+        self.put(&["orgs", &org_id, "instances", &instance.external_id], desired)
+            .await
     }
 
     async fn delete_instance(&self, org: &str, name: &str) -> DriverResult<Deletion> {
-        self.delete(&["orgs", org, "instances", name]).await
+        if !self.assigns_ids().await? {
+            return self.delete(&["orgs", org, "instances", name]).await;
+        }
+        let Some(org_id) = self.org_id(org).await? else {
+            return Ok(Deletion::Gone);
+        };
+        let mut deletion = Deletion::Gone;
+        for instance in self.instances_named(&org_id, name).await? {
+            let path = ["orgs", &org_id, "instances", &instance.external_id];
+            if self.delete(&path).await? == Deletion::InProgress {
+                deletion = Deletion::InProgress;
+            }
+        }
+        Ok(deletion)
     }
 
     async fn usage(&self, org: &str, window: UsageWindow) -> DriverResult<Vec<UsageRecord>> {
+        let org = if self.assigns_ids().await? {
+            match self.org_id(org).await? {
+                Some(id) => id,
+                None => return Ok(Vec::new()),
+            }
+        } else {
+            org.to_owned()
+        };
         let query = [("from", window.from.to_string()), ("to", window.to.to_string())];
         let call = Call {
             method: Method::GET,
-            path: &["orgs", org, "usage"],
+            path: &["orgs", &org, "usage"],
             query: &query,
             body: None,
             idempotency_key: None,
@@ -555,24 +790,22 @@ impl Driver for HttpDriver {
     }
 
     async fn create_ticket(&self, idempotency_key: &str, desired: &TicketDesired) -> DriverResult<Ticket> {
+        if self.assigns_ids().await? {
+            return self
+                .post_once(&["tickets"], to_value(desired)?, Some(idempotency_key))
+                .await;
+        }
         self.post(&["tickets"], Some(to_value(desired)?), Some(idempotency_key))
             .await
     }
 
     async fn find_ticket(&self, idempotency_key: &str) -> DriverResult<Option<Ticket>> {
-        let query = [("idempotencyKey", idempotency_key.to_owned())];
-        let call = Call {
-            method: Method::GET,
-            path: &["tickets"],
-            query: &query,
-            body: None,
-            idempotency_key: None,
-        };
-        let list: List<Ticket> = self.send(call).await?.json()?;
-        Ok(list
-            .items
-            .into_iter()
-            .find(|t| t.idempotency_key.as_deref() == Some(idempotency_key)))
+        let found = self
+            .search(&["tickets"], "idempotencyKey", idempotency_key, |t: &Ticket| {
+                (t.idempotency_key.as_deref().unwrap_or_default(), t.created_at)
+            })
+            .await?;
+        Ok(found.into_iter().next())
     }
 
     async fn get_ticket(&self, id: &str) -> DriverResult<Option<Ticket>> {
