@@ -10,6 +10,7 @@ use kube::api::{Api, DeleteParams, ListParams};
 use super::cloud_endpoint::{driver_for, require_endpoint};
 use super::conditions::Phase;
 use super::context::Context;
+use super::create_protocol::{self, Creating};
 use super::entitlement;
 use super::error::Error;
 use super::namespaces::{self, CUSTOMER_ORG_LABEL, PROVIDER_NAMESPACE_LABEL};
@@ -96,9 +97,13 @@ impl Managed for CustomerOrg {
 
         let tenant = &self.spec.tenant_name;
         let desired = desired_org(self);
-        let org = match entry.driver.observe_org(tenant).await? {
-            Some(org) if org.is_up_to_date(&desired) => org,
-            _ => entry.driver.apply_org(tenant, &desired).await?,
+        let driver = entry.driver.as_ref();
+        let (observe, create) = (driver.observe_org(tenant), driver.create_org(tenant, &desired));
+        let org = create_protocol::ensure(self, Creating::Org, ctx, driver, observe, create).await?;
+        let org = if org.is_up_to_date(&desired) {
+            org
+        } else {
+            entry.driver.apply_org(tenant, &desired).await?
         };
 
         let mut status = self.status.clone().unwrap_or_default();
