@@ -135,6 +135,50 @@ struct List<T> {
     items: Vec<T>,
 }
 
+/// What a search on an endpoint that assigns ids needs of an object: the name searched by (a ticket's:
+/// its idempotency key), the endpoint's id, and its age (the oldest copy is the one kept).
+trait Found: DeserializeOwned + Send {
+    /// The query parameter to search by.
+    const NAME_FIELD: &'static str;
+    fn name(&self) -> &str;
+    fn id(&self) -> &str;
+    fn created(&self) -> Timestamp;
+}
+
+/// `Found` for an object with a name field, an `external_id` and a `created_at`.
+macro_rules! found {
+    ($kind:ty, $field:literal, $name:ident) => {
+        impl Found for $kind {
+            const NAME_FIELD: &'static str = $field;
+            fn name(&self) -> &str {
+                &self.$name
+            }
+            fn id(&self) -> &str {
+                &self.external_id
+            }
+            fn created(&self) -> Timestamp {
+                self.created_at
+            }
+        }
+    };
+}
+found!(ExternalOrg, "name", name);
+found!(ExternalUser, "username", username);
+found!(ExternalInstance, "name", name);
+
+impl Found for Ticket {
+    const NAME_FIELD: &'static str = "idempotencyKey";
+    fn name(&self) -> &str {
+        self.idempotency_key.as_deref().unwrap_or_default()
+    }
+    fn id(&self) -> &str {
+        &self.external_id
+    }
+    fn created(&self) -> Timestamp {
+        self.created_at
+    }
+}
+
 #[derive(Serialize)]
 #[serde(rename_all = "camelCase")]
 struct CommentRequest<'a> {
@@ -248,13 +292,7 @@ impl HttpDriver {
 
     /// The items of a collection whose `field` is `value` (a search on an endpoint that assigns ids),
     /// oldest first. A missing parent (404) holds nothing.
-    async fn search<T: DeserializeOwned>(
-        &self,
-        path: &[&str],
-        field: &str,
-        value: &str,
-        key: impl Fn(&T) -> (&str, Timestamp),
-    ) -> DriverResult<Vec<T>> {
+    async fn search<T: Found>(&self, path: &[&str], field: &str, value: &str) -> DriverResult<Vec<T>> {
         let query = [(field, value.to_owned())];
         let call = Call {
             method: Method::GET,
@@ -269,16 +307,13 @@ impl HttpDriver {
             Err(e) => return Err(e),
         };
         // Only exact matches, whatever the endpoint's search does; the oldest first is the one to keep.
-        let mut items: Vec<T> = list.items.into_iter().filter(|item| key(item).0 == value).collect();
-        items.sort_by(|a, b| key(a).1.cmp(&key(b).1));
+        let mut items: Vec<T> = list.items.into_iter().filter(|item| item.name() == value).collect();
+        items.sort_by_key(|item| item.created());
         Ok(items)
     }
 
     async fn orgs_named(&self, name: &str) -> DriverResult<Vec<ExternalOrg>> {
-        self.search(&["orgs"], "name", name, |o: &ExternalOrg| {
-            (o.name.as_str(), o.created_at)
-        })
-        .await
+        self.search(&["orgs"], "name", name).await
     }
 
     /// The id of the organisation of this name, on an endpoint that assigns ids.
@@ -292,18 +327,58 @@ impl HttpDriver {
         })
     }
 
-    async fn users_named(&self, org_id: &str, username: &str) -> DriverResult<Vec<ExternalUser>> {
-        self.search(&["orgs", org_id, "users"], "username", username, |u: &ExternalUser| {
-            (u.username.as_str(), u.created_at)
-        })
-        .await
+    /// The oldest `T` of this name in the organisation's `collection` (`users`, `instances`), on an endpoint
+    /// that assigns ids.
+    async fn observe_in_org<T: Found>(&self, org: &str, collection: &str, name: &str) -> DriverResult<Option<T>> {
+        let Some(org_id) = self.org_id(org).await? else {
+            return Ok(None);
+        };
+        let found = self.search(&["orgs", &org_id, collection], T::NAME_FIELD, name).await?;
+        Ok(found.into_iter().next())
     }
 
-    async fn instances_named(&self, org_id: &str, name: &str) -> DriverResult<Vec<ExternalInstance>> {
-        self.search(&["orgs", org_id, "instances"], "name", name, |i: &ExternalInstance| {
-            (i.name.as_str(), i.created_at)
-        })
-        .await
+    /// A `POST` create in the organisation's `collection`, on an endpoint that assigns ids.
+    async fn create_in_org<T: Found>(&self, org: &str, collection: &str, body: &impl Serialize) -> DriverResult<T> {
+        let org_id = self.require_org_id(org).await?;
+        self.post_once(&["orgs", &org_id, collection], to_value(body)?, None)
+            .await
+    }
+
+    /// Updates the oldest `T` of this name in the organisation's `collection` by its id; never creates.
+    async fn update_in_org<T: Found>(
+        &self,
+        org: &str,
+        collection: &str,
+        name: &str,
+        desired: &impl Serialize,
+    ) -> DriverResult<T> {
+        let org_id = self.require_org_id(org).await?;
+        let found: Vec<T> = self.search(&["orgs", &org_id, collection], T::NAME_FIELD, name).await?;
+        let first = found.first().ok_or_else(|| DriverError::NotFound {
+            message: format!("{name} not found in the {collection} of organisation {org}"),
+        })?;
+        self.put(&["orgs", &org_id, collection, first.id()], desired).await
+    }
+
+    /// Deletes every `T` of this name in the organisation's `collection`, so that no copy is left behind.
+    async fn delete_in_org<T: Found>(&self, org: &str, collection: &str, name: &str) -> DriverResult<Deletion> {
+        let Some(org_id) = self.org_id(org).await? else {
+            return Ok(Deletion::Gone);
+        };
+        let found: Vec<T> = self.search(&["orgs", &org_id, collection], T::NAME_FIELD, name).await?;
+        self.delete_each(&["orgs", &org_id, collection], &found).await
+    }
+
+    /// Deletes each of `found` in `collection`: `Gone` once all are, else `InProgress`.
+    async fn delete_each<T: Found>(&self, collection: &[&str], found: &[T]) -> DriverResult<Deletion> {
+        let mut deletion = Deletion::Gone;
+        for item in found {
+            let path: Vec<&str> = collection.iter().copied().chain([item.id()]).collect();
+            if self.delete(&path).await? == Deletion::InProgress {
+                deletion = Deletion::InProgress;
+            }
+        }
+        Ok(deletion)
     }
 
     fn url(&self, path: &[&str], query: &[(&str, String)]) -> Url {
@@ -644,77 +719,47 @@ impl Driver for HttpDriver {
             return self.delete(&["orgs", name]).await;
         }
         // Every organisation of the name, so that none is left behind.
-        let mut deletion = Deletion::Gone;
-        for org in self.orgs_named(name).await? {
-            if self.delete(&["orgs", &org.external_id]).await? == Deletion::InProgress {
-                deletion = Deletion::InProgress;
-            }
-        }
-        Ok(deletion)
+        let found = self.orgs_named(name).await?;
+        self.delete_each(&["orgs"], &found).await
     }
 
     async fn observe_user(&self, org: &str, username: &str) -> DriverResult<Option<ExternalUser>> {
         if !self.assigns_ids().await? {
             return self.get_optional(&["orgs", org, "users", username]).await;
         }
-        let Some(org_id) = self.org_id(org).await? else {
-            return Ok(None);
-        };
-        Ok(self.users_named(&org_id, username).await?.into_iter().next())
+        self.observe_in_org(org, "users", username).await
     }
 
     async fn create_user(&self, org: &str, username: &str, desired: &UserDesired) -> DriverResult<ExternalUser> {
         if !self.assigns_ids().await? {
             return self.put(&["orgs", org, "users", username], desired).await;
         }
-        let org_id = self.require_org_id(org).await?;
-        let body = to_value(&NewUser {
+        let body = NewUser {
             username: username.to_owned(),
             spec: desired.clone(),
-        })?;
-        self.post_once(&["orgs", &org_id, "users"], body, None).await
+        };
+        self.create_in_org(org, "users", &body).await
     }
 
     async fn apply_user(&self, org: &str, username: &str, desired: &UserDesired) -> DriverResult<ExternalUser> {
         if !self.assigns_ids().await? {
             return self.put(&["orgs", org, "users", username], desired).await;
         }
-        let org_id = self.require_org_id(org).await?;
-        let user = self
-            .users_named(&org_id, username)
-            .await?
-            .into_iter()
-            .next()
-            .ok_or_else(|| DriverError::NotFound {
-                message: format!("user {username} not found in organisation {org}"),
-            })?;
-        self.put(&["orgs", &org_id, "users", &user.external_id], desired).await
+        self.update_in_org(org, "users", username, desired).await
     }
 
     async fn delete_user(&self, org: &str, username: &str) -> DriverResult<Deletion> {
         if !self.assigns_ids().await? {
             return self.delete(&["orgs", org, "users", username]).await;
         }
-        let Some(org_id) = self.org_id(org).await? else {
-            return Ok(Deletion::Gone);
-        };
-        let mut deletion = Deletion::Gone;
-        for user in self.users_named(&org_id, username).await? {
-            if self.delete(&["orgs", &org_id, "users", &user.external_id]).await? == Deletion::InProgress {
-                deletion = Deletion::InProgress;
-            }
-        }
-        Ok(deletion)
+        self.delete_in_org::<ExternalUser>(org, "users", username).await
     }
 
     async fn observe_instance(&self, org: &str, name: &str) -> DriverResult<Option<ExternalInstance>> {
         if !self.assigns_ids().await? {
             return self.get_optional(&["orgs", org, "instances", name]).await;
         }
-        let Some(org_id) = self.org_id(org).await? else {
-            return Ok(None);
-        };
-        Ok(self.instances_named(&org_id, name).await?.into_iter().next())
+        self.observe_in_org(org, "instances", name).await
     }
 
     async fn create_instance(
@@ -726,46 +771,25 @@ impl Driver for HttpDriver {
         if !self.assigns_ids().await? {
             return self.put(&["orgs", org, "instances", name], desired).await;
         }
-        let org_id = self.require_org_id(org).await?;
-        let body = to_value(&NewInstance {
+        let body = NewInstance {
             name: name.to_owned(),
             spec: desired.clone(),
-        })?;
-        self.post_once(&["orgs", &org_id, "instances"], body, None).await
+        };
+        self.create_in_org(org, "instances", &body).await
     }
 
     async fn apply_instance(&self, org: &str, name: &str, desired: &InstanceDesired) -> DriverResult<ExternalInstance> {
         if !self.assigns_ids().await? {
             return self.put(&["orgs", org, "instances", name], desired).await;
         }
-        let org_id = self.require_org_id(org).await?;
-        let instance = self
-            .instances_named(&org_id, name)
-            .await?
-            .into_iter()
-            .next()
-            .ok_or_else(|| DriverError::NotFound {
-                message: format!("instance {name} not found in organisation {org}"),
-            })?;
-        self.put(&["orgs", &org_id, "instances", &instance.external_id], desired)
-            .await
+        self.update_in_org(org, "instances", name, desired).await
     }
 
     async fn delete_instance(&self, org: &str, name: &str) -> DriverResult<Deletion> {
         if !self.assigns_ids().await? {
             return self.delete(&["orgs", org, "instances", name]).await;
         }
-        let Some(org_id) = self.org_id(org).await? else {
-            return Ok(Deletion::Gone);
-        };
-        let mut deletion = Deletion::Gone;
-        for instance in self.instances_named(&org_id, name).await? {
-            let path = ["orgs", &org_id, "instances", &instance.external_id];
-            if self.delete(&path).await? == Deletion::InProgress {
-                deletion = Deletion::InProgress;
-            }
-        }
-        Ok(deletion)
+        self.delete_in_org::<ExternalInstance>(org, "instances", name).await
     }
 
     async fn usage(&self, org: &str, window: UsageWindow) -> DriverResult<Vec<UsageRecord>> {
@@ -800,11 +824,7 @@ impl Driver for HttpDriver {
     }
 
     async fn find_ticket(&self, idempotency_key: &str) -> DriverResult<Option<Ticket>> {
-        let found = self
-            .search(&["tickets"], "idempotencyKey", idempotency_key, |t: &Ticket| {
-                (t.idempotency_key.as_deref().unwrap_or_default(), t.created_at)
-            })
-            .await?;
+        let found: Vec<Ticket> = self.search(&["tickets"], Ticket::NAME_FIELD, idempotency_key).await?;
         Ok(found.into_iter().next())
     }
 

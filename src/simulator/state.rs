@@ -266,6 +266,18 @@ impl OrgRecord {
 }
 
 impl UserRecord {
+    /// A new user, invited at `now` and active once `provision` passed.
+    fn new(id: String, username: &str, email: &str, role: &str, now: Timestamp, provision: Duration) -> Outcome<Self> {
+        Ok(UserRecord {
+            id,
+            username: username.to_owned(),
+            email: email.to_owned(),
+            role: role.to_owned(),
+            created_at: now,
+            active_at: later(now, provision)?,
+        })
+    }
+
     fn view(&self, now: Timestamp) -> ExternalUser {
         ExternalUser {
             external_id: self.id.clone(),
@@ -600,14 +612,8 @@ impl State {
             user.role.clone_from(&desired.role);
             return Ok((user.view(now), Applied::Changed));
         }
-        let user = UserRecord {
-            id: uuid::Uuid::new_v4().to_string(),
-            username: username.to_owned(),
-            email: email.to_owned(),
-            role: desired.role.clone(),
-            created_at: now,
-            active_at: later(now, provision)?,
-        };
+        let id = uuid::Uuid::new_v4().to_string();
+        let user = UserRecord::new(id, username, email, &desired.role, now, provision)?;
         let view = user.view(now);
         record.users.insert(username.to_owned(), user);
         Ok((view, Applied::Created))
@@ -627,14 +633,7 @@ impl State {
         let email = check_user(desired)?;
         let record = self.orgs.get_mut(org).ok_or_else(|| org_not_found(org))?;
         let id = uuid::Uuid::new_v4().to_string();
-        let user = UserRecord {
-            id: id.clone(),
-            username: username.to_owned(),
-            email: email.to_owned(),
-            role: desired.role.clone(),
-            created_at: now,
-            active_at: later(now, provision)?,
-        };
+        let user = UserRecord::new(id.clone(), username, email, &desired.role, now, provision)?;
         let view = user.view(now);
         record.users.insert(id, user);
         Ok((view, record.name.clone()))
@@ -922,7 +921,6 @@ impl State {
                 .flatten()
                 .filter_map(|id| self.tickets.get(id))
                 .filter(|t| org.is_none_or(|o| t.org == o))
-                .into_iter()
                 .cloned()
                 .collect();
         }
