@@ -27,6 +27,7 @@ use kube::{Resource, ResourceExt};
 use super::cloud_endpoint::driver_for;
 use super::conditions::Phase;
 use super::context::Context;
+use super::create_protocol::{self, Creating};
 use super::customer_org::{customer_namespace, provisioned};
 use super::error::Error;
 use super::namespaces::{MANAGED_BY, delete_if_present, rbac_subjects};
@@ -156,6 +157,21 @@ fn shares_endpoint_user(grant: &AccessGrant, other: &AccessGrant, now: jiff::Tim
         && other.spec.subject.kind == SubjectKind::User
         && other.spec.subject.name == grant.spec.subject.name
         && other.customer_name() == grant.customer_name()
+}
+
+/// Which of the grants sharing one endpoint user creates it: the first by name (names are unique in the
+/// namespace they share), so that two grants never create the same user side by side on an endpoint where
+/// that makes two users (each guards only its own create with its marker). The others wait for the user
+/// and then share it.
+fn endpoint_user_creator<'a>(grant: &'a AccessGrant, siblings: &'a [Arc<AccessGrant>]) -> &'a AccessGrant {
+    // A sibling that cannot name its user (no e-mail address) cannot create it either.
+    siblings
+        .iter()
+        .map(|s| s.as_ref())
+        .filter(|s| matches!(endpoint_identity(s), Ok(Some(_))))
+        .chain([grant])
+        .min_by(|a, b| a.name_any().cmp(&b.name_any()))
+        .unwrap_or(grant)
 }
 
 /// The endpoint user of a customer-scoped grant to a person: user name and e-mail address. Groups have no
@@ -354,13 +370,17 @@ impl AccessGrant {
 
     /// The customer roles other live grants give the same user on the same customer.
     fn sibling_roles(&self, ctx: &Context) -> Vec<Role> {
+        self.siblings(ctx).iter().map(|other| other.spec.role).collect()
+    }
+
+    /// The other live grants that share this grant's endpoint user.
+    fn siblings(&self, ctx: &Context) -> Vec<Arc<AccessGrant>> {
         let now = ctx.clock.now();
         ctx.stores
             .grants
             .state()
-            .iter()
+            .into_iter()
             .filter(|other| shares_endpoint_user(self, other, now))
-            .map(|other| other.spec.role)
             .collect()
     }
 
@@ -384,9 +404,30 @@ impl AccessGrant {
             email,
             role: role.to_string(),
         };
-        let user = match entry.driver.observe_user(tenant, &username).await? {
-            Some(user) if user.is_up_to_date(&desired) => user,
-            _ => entry.driver.apply_user(tenant, &username, &desired).await?,
+        let driver = entry.driver.as_ref();
+        let siblings = self.siblings(ctx);
+        let creator = endpoint_user_creator(self, &siblings);
+        let user = if creator.uid() == self.uid() {
+            let (observe, create) = (
+                driver.observe_user(tenant, &username),
+                driver.create_user(tenant, &username, &desired),
+            );
+            create_protocol::ensure(self, Creating::User, ctx, driver, observe, create).await?
+        } else {
+            driver.observe_user(tenant, &username).await?.ok_or_else(|| {
+                Error::waiting(
+                    "WaitingForEndpointUser",
+                    format!(
+                        "grant {} creates user {username} in tenant {tenant}; this grant then shares it",
+                        creator.name_any()
+                    ),
+                )
+            })?
+        };
+        let user = if user.is_up_to_date(&desired) {
+            user
+        } else {
+            driver.apply_user(tenant, &username, &desired).await?
         };
         Ok(Some(EndpointUser {
             id: Some(user.external_id),
@@ -429,7 +470,12 @@ impl AccessGrant {
                     email,
                     role: role.to_string(),
                 };
-                entry.driver.apply_user(tenant, &username, &desired).await?;
+                // A user that is not there (an endpoint that assigns ids does not create it on update) is
+                // created by the remaining grants themselves.
+                match entry.driver.apply_user(tenant, &username, &desired).await {
+                    Ok(_) | Err(DriverError::NotFound { .. }) => {}
+                    Err(error) => return Err(error.into()),
+                }
             }
             None => match entry.driver.delete_user(tenant, &username).await {
                 Ok(Deletion::Gone | Deletion::InProgress) | Err(DriverError::NotFound { .. }) => {}

@@ -225,6 +225,7 @@ mod tests {
             }],
             roles: vec![],
             support: true,
+            assigns_ids: false,
         }
     }
 

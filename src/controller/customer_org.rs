@@ -17,6 +17,7 @@ use tracing::info;
 use super::cloud_endpoint::{driver_for, refresh_driver, require_endpoint};
 use super::conditions::{self, Phase};
 use super::context::{Context, DriverEntry};
+use super::create_protocol::{self, Creating};
 use super::entitlement;
 use super::error::Error;
 use super::namespaces::{self, CUSTOMER_ORG_LABEL, PROVIDER_NAMESPACE_LABEL};
@@ -134,9 +135,13 @@ impl Managed for CustomerOrg {
         namespaces::ensure_namespace(&ctx.client, cached, &customer_namespace, namespace_labels(self)).await?;
 
         let desired = desired_org(self);
-        let org = match entry.driver.observe_org(tenant).await? {
-            Some(org) if org.is_up_to_date(&desired) => org,
-            _ => entry.driver.apply_org(tenant, &desired).await?,
+        let driver = entry.driver.as_ref();
+        let (observe, create) = (driver.observe_org(tenant), driver.create_org(tenant, &desired));
+        let org = create_protocol::ensure(self, Creating::Org, ctx, driver, observe, create).await?;
+        let org = if org.is_up_to_date(&desired) {
+            org
+        } else {
+            entry.driver.apply_org(tenant, &desired).await?
         };
 
         let mut status = self.status.clone().unwrap_or_default();

@@ -10,7 +10,7 @@ pub mod cloud_endpoint;
 pub mod commitment_contract;
 pub mod conditions;
 pub mod context;
-pub mod create_guard;
+pub mod create_protocol;
 pub mod customer_org;
 pub mod entitlement;
 pub mod error;

@@ -2,18 +2,16 @@
 //! the endpoint's asynchronous operation, reports external id, access URL and state, and updates the
 //! instance when the resources change.
 
-use std::time::Duration;
-
 use async_trait::async_trait;
 use kube::ResourceExt;
 
 use super::cloud_endpoint::{driver_for, require_endpoint};
 use super::conditions::Phase;
-use super::context::{Context, DriverEntry};
-use super::create_guard::{self, CreateStep};
+use super::context::Context;
+use super::create_protocol::{self, Creating};
 use super::entitlement;
 use super::error::Error;
-use super::reconciler::{Cleanup, Managed, Object, Outcome};
+use super::reconciler::{Cleanup, Managed, Outcome};
 use crate::api::common::DeletionPolicy;
 use crate::api::subscription::{CloudServiceSubscriptionStatus, ServiceState};
 use crate::api::{CloudServiceSubscription, CustomerOrg};
@@ -103,33 +101,6 @@ impl CloudServiceSubscription {
             }),
         }
     }
-
-    /// Creates the instance, guarding against a second copy on endpoints that assign ids.
-    async fn create(
-        &self,
-        tenant: &str,
-        desired: &InstanceDesired,
-        entry: &DriverEntry,
-        ctx: &Context,
-    ) -> Result<Option<ExternalInstance>, Error> {
-        let annotations = self.annotations();
-        let grace = Duration::from_secs(120);
-        let key = entry.driver.capabilities().instances;
-        match create_guard::decide(key, create_guard::pending_since(annotations), ctx.clock.now(), grace) {
-            CreateStep::Wait => Ok(None),
-            CreateStep::Create { mark } => {
-                let api = Self::api(ctx.client.clone(), self.namespace().as_deref());
-                if mark {
-                    create_guard::mark(&api, &self.name_any(), Some(ctx.clock.now())).await?;
-                }
-                let created = entry.driver.apply_instance(tenant, &self.name_any(), desired).await?;
-                if mark {
-                    create_guard::mark(&api, &self.name_any(), None).await?;
-                }
-                Ok(Some(created))
-            }
-        }
-    }
 }
 
 #[async_trait]
@@ -161,23 +132,24 @@ impl Managed for CloudServiceSubscription {
         let name = self.name_any();
         let desired = desired_instance(self);
 
-        let observed = entry.driver.observe_instance(tenant, &name).await?;
-        let instance = match plan(observed.as_ref(), &desired) {
-            Plan::Create => self.create(tenant, &desired, &entry, ctx).await?,
-            Plan::Update => Some(entry.driver.apply_instance(tenant, &name, &desired).await?),
-            Plan::Wait | Plan::UpToDate | Plan::Failed(_) => observed,
+        let driver = entry.driver.as_ref();
+        let observed = create_protocol::ensure(
+            self,
+            Creating::Instance,
+            ctx,
+            driver,
+            driver.observe_instance(tenant, &name),
+            driver.create_instance(tenant, &name, &desired),
+        )
+        .await?;
+        let instance = match plan(Some(&observed), &desired) {
+            Plan::Update => entry.driver.apply_instance(tenant, &name, &desired).await?,
+            Plan::Create | Plan::Wait | Plan::UpToDate | Plan::Failed(_) => observed,
         };
 
         let mut status = self.status.clone().unwrap_or_default();
         status.endpoint = Some(endpoint.clone());
         status.contract = Some(contract);
-        let Some(instance) = instance else {
-            let phase = Phase::progressing(
-                "CreatePending",
-                "an earlier create's outcome is unknown; waiting before retrying",
-            );
-            return Ok(Outcome::new(status, phase).requeue_after(entry.poll));
-        };
         status.external_id = Some(instance.external_id.clone());
         status.access_url = instance.access_url.clone();
         status.state = Some(service_state(instance.state));

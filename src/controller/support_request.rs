@@ -3,7 +3,8 @@
 //! vendor's state kept in status, each comment of the spec sent once, the ticket closed on request.
 //!
 //! Crash safety comes from idempotency keys, never from status: the ticket is filed with the request's uid as
-//! key (and looked up by it when status lost the ticket id), each comment with `<uid>/<comment id>`, and
+//! key (and looked up by it when status lost the ticket id) through the create protocol (`create_protocol`,
+//! which also guards endpoints that only record the key), each comment with `<uid>/<comment id>`, and
 //! which comments were delivered is read back from the ticket itself.
 
 use async_trait::async_trait;
@@ -15,10 +16,10 @@ use std::time::Duration;
 use super::cloud_endpoint::{driver_for, require_endpoint};
 use super::conditions::Phase;
 use super::context::{Context, DriverEntry};
-use super::create_guard::{self, CreateStep};
+use super::create_protocol::{self, Creating};
 use super::customer_org::provisioned;
 use super::error::Error;
-use super::reconciler::{Managed, Object, Outcome};
+use super::reconciler::{Managed, Outcome};
 use crate::api::common::parse_duration;
 use crate::api::provider_org::ResponseTimes;
 use crate::api::support_request::{CommentSource, RequestedState, Severity, SupportRequestStatus, TicketComment};
@@ -155,49 +156,27 @@ fn state_name(state: TicketState) -> String {
 
 impl SupportRequest {
     /// The ticket: the one status names, else the one filed with this request's key, else a new one.
-    async fn ticket(
-        &self,
-        entry: &DriverEntry,
-        desired: &TicketDesired,
-        ctx: &Context,
-    ) -> Result<Option<Ticket>, Error> {
+    async fn ticket(&self, entry: &DriverEntry, desired: &TicketDesired, ctx: &Context) -> Result<Ticket, Error> {
         let uid = self.uid().unwrap_or_default();
         if let Some(id) = self.status.as_ref().and_then(|s| s.ticket_id.as_ref()) {
             return match entry.driver.get_ticket(id).await? {
-                Some(ticket) => Ok(Some(ticket)),
+                Some(ticket) => Ok(ticket),
                 None => Err(Error::stalled(
                     "TicketNotFound",
                     format!("ticket {id} no longer exists in the vendor's support system"),
                 )),
             };
         }
-        if let Some(ticket) = entry.driver.find_ticket(&uid).await? {
-            return Ok(Some(ticket));
-        }
-        let key =
-            entry.driver.capabilities().tickets.ok_or_else(|| {
-                Error::stalled("SupportUnavailable", "the support endpoint has no support-ticket API")
-            })?;
-        let grace = Duration::from_secs(120);
-        match create_guard::decide(
-            key,
-            create_guard::pending_since(self.annotations()),
-            ctx.clock.now(),
-            grace,
-        ) {
-            CreateStep::Wait => Ok(None),
-            CreateStep::Create { mark } => {
-                let api = Self::api(ctx.client.clone(), self.namespace().as_deref());
-                if mark {
-                    create_guard::mark(&api, &self.name_any(), Some(ctx.clock.now())).await?;
-                }
-                let ticket = entry.driver.create_ticket(&uid, desired).await?;
-                if mark {
-                    create_guard::mark(&api, &self.name_any(), None).await?;
-                }
-                Ok(Some(ticket))
-            }
-        }
+        let driver = entry.driver.as_ref();
+        create_protocol::ensure(
+            self,
+            Creating::Ticket,
+            ctx,
+            driver,
+            driver.find_ticket(&uid),
+            driver.create_ticket(&uid, desired),
+        )
+        .await
     }
 
     /// Records an Event. kube's recorder folds events with the same reason and action into one series that
@@ -257,13 +236,7 @@ impl Managed for SupportRequest {
             .map(Time);
 
         let desired = desired_ticket(self, &provider, &customer);
-        let Some(mut ticket) = self.ticket(&entry, &desired, ctx).await? else {
-            let phase = Phase::progressing(
-                "CreatePending",
-                "an earlier filing's outcome is unknown; waiting before filing again",
-            );
-            return Ok(Outcome::new(status, phase).requeue_after(entry.poll));
-        };
+        let mut ticket = self.ticket(&entry, &desired, ctx).await?;
 
         let uid = self.uid().unwrap_or_default();
         let (_, delivered) = conversation(self, &ticket);

@@ -7,10 +7,12 @@
 //! Retry-After also holds every other call to the endpoint until it passes (see `limits`). Retries pass
 //! through the limits again. A request
 //! that timed out is not retried here: it already cost a full timeout. Every call of the contract is
-//! idempotent (names are keys, creates carry idempotency keys), so a retry after a lost response is safe.
+//! idempotent (names are keys, creates carry idempotency keys), so a retry after a lost response is safe,
+//! except a create on an endpoint that assigns ids (`/v1/info` says `assignsIds`): that is sent once, and
+//! a lost answer is left to the reconciler's create protocol, which looks before it creates again.
 
 use std::fmt;
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -108,6 +110,10 @@ pub struct HttpDriver {
     max_retries: u32,
     retry_budget: Duration,
     observer: Option<Arc<dyn RequestObserver>>,
+    /// Whether the endpoint assigns ids, as its `/v1/info` last said; `None` until it was asked.
+    assigns_ids: RwLock<Option<bool>>,
+    /// See [`Capabilities::create_grace`].
+    create_grace: Duration,
 }
 
 impl fmt::Debug for HttpDriver {
@@ -129,6 +135,50 @@ pub struct ErrorBody {
 #[derive(Deserialize)]
 struct List<T> {
     items: Vec<T>,
+}
+
+/// What a search on an endpoint that assigns ids needs of an object: the name searched by (a ticket's:
+/// its idempotency key), the endpoint's id, and its age (the oldest copy is the one kept).
+trait Found: DeserializeOwned + Send {
+    /// The query parameter to search by.
+    const NAME_FIELD: &'static str;
+    fn name(&self) -> &str;
+    fn id(&self) -> &str;
+    fn created(&self) -> Timestamp;
+}
+
+/// `Found` for an object with a name field, an `external_id` and a `created_at`.
+macro_rules! found {
+    ($kind:ty, $field:literal, $name:ident) => {
+        impl Found for $kind {
+            const NAME_FIELD: &'static str = $field;
+            fn name(&self) -> &str {
+                &self.$name
+            }
+            fn id(&self) -> &str {
+                &self.external_id
+            }
+            fn created(&self) -> Timestamp {
+                self.created_at
+            }
+        }
+    };
+}
+found!(ExternalOrg, "name", name);
+found!(ExternalUser, "username", username);
+found!(ExternalInstance, "name", name);
+
+impl Found for Ticket {
+    const NAME_FIELD: &'static str = "idempotencyKey";
+    fn name(&self) -> &str {
+        self.idempotency_key.as_deref().unwrap_or_default()
+    }
+    fn id(&self) -> &str {
+        &self.external_id
+    }
+    fn created(&self) -> Timestamp {
+        self.created_at
+    }
 }
 
 #[derive(Serialize)]
@@ -206,7 +256,131 @@ impl HttpDriver {
             max_retries: config.max_retries,
             retry_budget: config.retry_budget,
             observer: config.observer,
+            assigns_ids: RwLock::new(None),
+            create_grace: (config.max_queue_wait + config.timeout) * 2,
         })
+    }
+
+    /// Whether the endpoint assigns ids; asks `/v1/info` the first time.
+    async fn assigns_ids(&self) -> DriverResult<bool> {
+        let known = *self.assigns_ids.read().unwrap_or_else(|e| e.into_inner());
+        match known {
+            Some(assigns) => Ok(assigns),
+            None => Ok(self.info().await?.assigns_ids),
+        }
+    }
+
+    /// A create on an endpoint that assigns ids: one request, never retried here, because a repeat after
+    /// a lost answer would make a second object.
+    async fn post_once<T: DeserializeOwned>(
+        &self,
+        path: &[&str],
+        body: serde_json::Value,
+        idempotency_key: Option<&str>,
+    ) -> DriverResult<T> {
+        let call = Call {
+            method: Method::POST,
+            path,
+            query: &[],
+            body: Some(body),
+            idempotency_key,
+        };
+        let url = self.url(call.path, call.query);
+        match self.attempt(&call, &url).await {
+            Ok(answer) => answer.json(),
+            Err(Attempt::Retry(error) | Attempt::Final(error)) => Err(error),
+        }
+    }
+
+    /// The items of a collection whose `field` is `value` (a search on an endpoint that assigns ids),
+    /// oldest first. A missing parent (404) holds nothing.
+    async fn search<T: Found>(&self, path: &[&str], field: &str, value: &str) -> DriverResult<Vec<T>> {
+        let query = [(field, value.to_owned())];
+        let call = Call {
+            method: Method::GET,
+            path,
+            query: &query,
+            body: None,
+            idempotency_key: None,
+        };
+        let list: List<T> = match self.send(call).await {
+            Ok(answer) => answer.json()?,
+            Err(DriverError::NotFound { .. }) => return Ok(Vec::new()),
+            Err(e) => return Err(e),
+        };
+        // Only exact matches, whatever the endpoint's search does; the oldest first is the one to keep.
+        let mut items: Vec<T> = list.items.into_iter().filter(|item| item.name() == value).collect();
+        items.sort_by_key(|item| item.created());
+        Ok(items)
+    }
+
+    async fn orgs_named(&self, name: &str) -> DriverResult<Vec<ExternalOrg>> {
+        self.search(&["orgs"], "name", name).await
+    }
+
+    /// The id of the organisation of this name, on an endpoint that assigns ids.
+    async fn org_id(&self, name: &str) -> DriverResult<Option<String>> {
+        Ok(self.orgs_named(name).await?.into_iter().next().map(|o| o.external_id))
+    }
+
+    async fn require_org_id(&self, name: &str) -> DriverResult<String> {
+        self.org_id(name).await?.ok_or_else(|| DriverError::NotFound {
+            message: format!("organisation {name} not found"),
+        })
+    }
+
+    /// The oldest `T` of this name in the organisation's `collection` (`users`, `instances`), on an endpoint
+    /// that assigns ids.
+    async fn observe_in_org<T: Found>(&self, org: &str, collection: &str, name: &str) -> DriverResult<Option<T>> {
+        let Some(org_id) = self.org_id(org).await? else {
+            return Ok(None);
+        };
+        let found = self.search(&["orgs", &org_id, collection], T::NAME_FIELD, name).await?;
+        Ok(found.into_iter().next())
+    }
+
+    /// A `POST` create in the organisation's `collection`, on an endpoint that assigns ids.
+    async fn create_in_org<T: Found>(&self, org: &str, collection: &str, body: &impl Serialize) -> DriverResult<T> {
+        let org_id = self.require_org_id(org).await?;
+        self.post_once(&["orgs", &org_id, collection], to_value(body)?, None)
+            .await
+    }
+
+    /// Updates the oldest `T` of this name in the organisation's `collection` by its id; never creates.
+    async fn update_in_org<T: Found>(
+        &self,
+        org: &str,
+        collection: &str,
+        name: &str,
+        desired: &impl Serialize,
+    ) -> DriverResult<T> {
+        let org_id = self.require_org_id(org).await?;
+        let found: Vec<T> = self.search(&["orgs", &org_id, collection], T::NAME_FIELD, name).await?;
+        let first = found.first().ok_or_else(|| DriverError::NotFound {
+            message: format!("{name} not found in the {collection} of organisation {org}"),
+        })?;
+        self.put(&["orgs", &org_id, collection, first.id()], desired).await
+    }
+
+    /// Deletes every `T` of this name in the organisation's `collection`, so that no copy is left behind.
+    async fn delete_in_org<T: Found>(&self, org: &str, collection: &str, name: &str) -> DriverResult<Deletion> {
+        let Some(org_id) = self.org_id(org).await? else {
+            return Ok(Deletion::Gone);
+        };
+        let found: Vec<T> = self.search(&["orgs", &org_id, collection], T::NAME_FIELD, name).await?;
+        self.delete_each(&["orgs", &org_id, collection], &found).await
+    }
+
+    /// Deletes each of `found` in `collection`: `Gone` once all are, else `InProgress`.
+    async fn delete_each<T: Found>(&self, collection: &[&str], found: &[T]) -> DriverResult<Deletion> {
+        let mut deletion = Deletion::Gone;
+        for item in found {
+            let path: Vec<&str> = collection.iter().copied().chain([item.id()]).collect();
+            if self.delete(&path).await? == Deletion::InProgress {
+                deletion = Deletion::InProgress;
+            }
+        }
+        Ok(deletion)
     }
 
     fn url(&self, path: &[&str], query: &[(&str, String)]) -> Url {
@@ -503,12 +677,19 @@ fn parse_retry_after(value: &str, now: jiff::Timestamp) -> Option<Duration> {
 #[async_trait]
 impl Driver for HttpDriver {
     fn capabilities(&self) -> Capabilities {
+        let assigns_ids = *self.assigns_ids.read().unwrap_or_else(|e| e.into_inner());
+        // Until the endpoint said, assume the worst: a repeated create makes a second object.
+        let (key, tickets) = match assigns_ids {
+            Some(false) => (CreateKey::Name, CreateKey::IdempotencyKey),
+            Some(true) | None => (CreateKey::ServerAssigned, CreateKey::ServerAssigned),
+        };
         Capabilities {
-            orgs: CreateKey::Name,
-            users: CreateKey::Name,
-            instances: CreateKey::Name,
-            tickets: Some(CreateKey::IdempotencyKey),
+            orgs: key,
+            users: key,
+            instances: key,
+            tickets: Some(tickets),
             usage: true,
+            create_grace: self.create_grace,
         }
     }
 
@@ -520,50 +701,128 @@ impl Driver for HttpDriver {
             body: None,
             idempotency_key: None,
         };
-        self.send(call).await?.json()
+        let info: EndpointInfo = self.send(call).await?.json()?;
+        *self.assigns_ids.write().unwrap_or_else(|e| e.into_inner()) = Some(info.assigns_ids);
+        Ok(info)
     }
 
     async fn observe_org(&self, name: &str) -> DriverResult<Option<ExternalOrg>> {
-        self.get_optional(&["orgs", name]).await
+        if !self.assigns_ids().await? {
+            return self.get_optional(&["orgs", name]).await;
+        }
+        Ok(self.orgs_named(name).await?.into_iter().next())
+    }
+
+    async fn create_org(&self, name: &str, desired: &OrgDesired) -> DriverResult<ExternalOrg> {
+        if !self.assigns_ids().await? {
+            return self.put(&["orgs", name], desired).await;
+        }
+        let body = to_value(&NewOrg {
+            name: name.to_owned(),
+            spec: desired.clone(),
+        })?;
+        self.post_once(&["orgs"], body, None).await
     }
 
     async fn apply_org(&self, name: &str, desired: &OrgDesired) -> DriverResult<ExternalOrg> {
-        self.put(&["orgs", name], desired).await
+        if !self.assigns_ids().await? {
+            return self.put(&["orgs", name], desired).await;
+        }
+        let id = self.require_org_id(name).await?;
+        self.put(&["orgs", &id], desired).await
     }
 
     async fn delete_org(&self, name: &str) -> DriverResult<Deletion> {
-        self.delete(&["orgs", name]).await
+        if !self.assigns_ids().await? {
+            return self.delete(&["orgs", name]).await;
+        }
+        // Every organisation of the name, so that none is left behind.
+        let found = self.orgs_named(name).await?;
+        self.delete_each(&["orgs"], &found).await
     }
 
     async fn observe_user(&self, org: &str, username: &str) -> DriverResult<Option<ExternalUser>> {
-        self.get_optional(&["orgs", org, "users", username]).await
+        if !self.assigns_ids().await? {
+            return self.get_optional(&["orgs", org, "users", username]).await;
+        }
+        self.observe_in_org(org, "users", username).await
+    }
+
+    async fn create_user(&self, org: &str, username: &str, desired: &UserDesired) -> DriverResult<ExternalUser> {
+        if !self.assigns_ids().await? {
+            return self.put(&["orgs", org, "users", username], desired).await;
+        }
+        let body = NewUser {
+            username: username.to_owned(),
+            spec: desired.clone(),
+        };
+        self.create_in_org(org, "users", &body).await
     }
 
     async fn apply_user(&self, org: &str, username: &str, desired: &UserDesired) -> DriverResult<ExternalUser> {
-        self.put(&["orgs", org, "users", username], desired).await
+        if !self.assigns_ids().await? {
+            return self.put(&["orgs", org, "users", username], desired).await;
+        }
+        self.update_in_org(org, "users", username, desired).await
     }
 
     async fn delete_user(&self, org: &str, username: &str) -> DriverResult<Deletion> {
-        self.delete(&["orgs", org, "users", username]).await
+        if !self.assigns_ids().await? {
+            return self.delete(&["orgs", org, "users", username]).await;
+        }
+        self.delete_in_org::<ExternalUser>(org, "users", username).await
     }
 
     async fn observe_instance(&self, org: &str, name: &str) -> DriverResult<Option<ExternalInstance>> {
-        self.get_optional(&["orgs", org, "instances", name]).await
+        if !self.assigns_ids().await? {
+            return self.get_optional(&["orgs", org, "instances", name]).await;
+        }
+        self.observe_in_org(org, "instances", name).await
+    }
+
+    async fn create_instance(
+        &self,
+        org: &str,
+        name: &str,
+        desired: &InstanceDesired,
+    ) -> DriverResult<ExternalInstance> {
+        if !self.assigns_ids().await? {
+            return self.put(&["orgs", org, "instances", name], desired).await;
+        }
+        let body = NewInstance {
+            name: name.to_owned(),
+            spec: desired.clone(),
+        };
+        self.create_in_org(org, "instances", &body).await
     }
 
     async fn apply_instance(&self, org: &str, name: &str, desired: &InstanceDesired) -> DriverResult<ExternalInstance> {
-        self.put(&["orgs", org, "instances", name], desired).await
+        if !self.assigns_ids().await? {
+            return self.put(&["orgs", org, "instances", name], desired).await;
+        }
+        self.update_in_org(org, "instances", name, desired).await
     }
 
     async fn delete_instance(&self, org: &str, name: &str) -> DriverResult<Deletion> {
-        self.delete(&["orgs", org, "instances", name]).await
+        if !self.assigns_ids().await? {
+            return self.delete(&["orgs", org, "instances", name]).await;
+        }
+        self.delete_in_org::<ExternalInstance>(org, "instances", name).await
     }
 
     async fn usage(&self, org: &str, window: UsageWindow) -> DriverResult<Vec<UsageRecord>> {
+        let org = if self.assigns_ids().await? {
+            match self.org_id(org).await? {
+                Some(id) => id,
+                None => return Ok(Vec::new()),
+            }
+        } else {
+            org.to_owned()
+        };
         let query = [("from", window.from.to_string()), ("to", window.to.to_string())];
         let call = Call {
             method: Method::GET,
-            path: &["orgs", org, "usage"],
+            path: &["orgs", &org, "usage"],
             query: &query,
             body: None,
             idempotency_key: None,
@@ -573,24 +832,18 @@ impl Driver for HttpDriver {
     }
 
     async fn create_ticket(&self, idempotency_key: &str, desired: &TicketDesired) -> DriverResult<Ticket> {
+        if self.assigns_ids().await? {
+            return self
+                .post_once(&["tickets"], to_value(desired)?, Some(idempotency_key))
+                .await;
+        }
         self.post(&["tickets"], Some(to_value(desired)?), Some(idempotency_key))
             .await
     }
 
     async fn find_ticket(&self, idempotency_key: &str) -> DriverResult<Option<Ticket>> {
-        let query = [("idempotencyKey", idempotency_key.to_owned())];
-        let call = Call {
-            method: Method::GET,
-            path: &["tickets"],
-            query: &query,
-            body: None,
-            idempotency_key: None,
-        };
-        let list: List<Ticket> = self.send(call).await?.json()?;
-        Ok(list
-            .items
-            .into_iter()
-            .find(|t| t.idempotency_key.as_deref() == Some(idempotency_key)))
+        let found: Vec<Ticket> = self.search(&["tickets"], Ticket::NAME_FIELD, idempotency_key).await?;
+        Ok(found.into_iter().next())
     }
 
     async fn get_ticket(&self, id: &str) -> DriverResult<Option<Ticket>> {

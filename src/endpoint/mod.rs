@@ -126,6 +126,11 @@ pub struct Capabilities {
     pub tickets: Option<CreateKey>,
     /// Whether `usage` is metered by this endpoint.
     pub usage: bool,
+    /// How long after a create was started its object may still appear on the endpoint when its answer
+    /// was lost: the longest one create request can take with this driver's settings (waiting for a slot,
+    /// then its timeout), with as long again for the endpoint to finish what it accepted. Until then a
+    /// create whose outcome is unknown is not repeated where a repeat would make a second object.
+    pub create_grace: Duration,
 }
 
 /// Whether a delete has finished.
@@ -156,6 +161,11 @@ pub struct EndpointInfo {
     /// Whether the support-ticket API is offered.
     #[serde(default)]
     pub support: bool,
+    /// Whether the endpoint assigns ids itself, as Cloud Director and Request Tracker do: objects are then
+    /// created with `POST` on their collection and addressed by id, found by name with a search, and a
+    /// repeated create makes a second object. `false` (the default): names are keys.
+    #[serde(default)]
+    pub assigns_ids: bool,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -229,6 +239,15 @@ impl ExternalOrg {
     }
 }
 
+/// The body of `POST /v1/orgs` on an endpoint that assigns ids.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct NewOrg {
+    pub name: String,
+    #[serde(flatten)]
+    pub spec: OrgDesired,
+}
+
 // ---------------------------------------------------------------------------------------------------
 // Users
 
@@ -264,6 +283,15 @@ impl ExternalUser {
     pub fn is_up_to_date(&self, desired: &UserDesired) -> bool {
         self.email == desired.email && self.role == desired.role
     }
+}
+
+/// The body of `POST /v1/orgs/{org}/users` on an endpoint that assigns ids.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct NewUser {
+    pub username: String,
+    #[serde(flatten)]
+    pub spec: UserDesired,
 }
 
 // ---------------------------------------------------------------------------------------------------
@@ -341,6 +369,15 @@ impl ExternalInstance {
             && self.resources == desired.resources
             && self.parameters == desired.parameters
     }
+}
+
+/// The body of `POST /v1/orgs/{org}/instances` on an endpoint that assigns ids.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct NewInstance {
+    pub name: String,
+    #[serde(flatten)]
+    pub spec: InstanceDesired,
 }
 
 // ---------------------------------------------------------------------------------------------------
@@ -474,39 +511,56 @@ pub struct Ticket {
 
 /// One cloud endpoint, as the reconciler sees it. Held as `Arc<dyn Driver>`.
 ///
-/// Every call is idempotent and returns without waiting for a long operation: `apply_*` and `delete_*`
+/// Every call but `create_*` is idempotent, and none waits for a long operation: `apply_*` and `delete_*`
 /// start the work and report where it stands; the reconciler observes again on a later pass. `observe_*`
 /// answers `Ok(None)` when the object does not exist; `delete_*` answers `Gone` also when it never did.
+/// Whether a `create_*` may be repeated depends on [`Driver::capabilities`].
 #[async_trait]
 pub trait Driver: Send + Sync {
-    /// How the endpoint keys creates; decides how the reconciler makes create crash-safe.
+    /// How the endpoint keys creates; decides how the reconciler makes create crash-safe. A driver that has
+    /// not yet learnt this from its endpoint answers the safe assumption, [`CreateKey::ServerAssigned`].
     fn capabilities(&self) -> Capabilities;
 
     /// The endpoint's version, service types and metrics. A cheap call, used as the health probe.
     async fn info(&self) -> DriverResult<EndpointInfo>;
 
+    /// The organisation of this name (the oldest, should the endpoint hold several).
     async fn observe_org(&self, name: &str) -> DriverResult<Option<ExternalOrg>>;
-    /// Creates the organisation or brings it to `desired`.
+    /// Creates the organisation. Where the endpoint assigns ids ([`CreateKey::ServerAssigned`]) every
+    /// call makes a new organisation and is sent once, never retried by the driver: only the reconciler's
+    /// create protocol (`controller::create_protocol`) calls it.
+    async fn create_org(&self, name: &str, desired: &OrgDesired) -> DriverResult<ExternalOrg>;
+    /// Brings the organisation to `desired`. Where names are keys this also creates a missing one; where
+    /// the endpoint assigns ids a missing one is `NotFound` (only `create_org` creates).
     async fn apply_org(&self, name: &str, desired: &OrgDesired) -> DriverResult<ExternalOrg>;
     /// Deletes the organisation and its users. Fails with `Conflict` while it still holds instances.
     async fn delete_org(&self, name: &str) -> DriverResult<Deletion>;
 
     async fn observe_user(&self, org: &str, username: &str) -> DriverResult<Option<ExternalUser>>;
+    /// Creates (invites) the user; like [`Driver::create_org`].
+    async fn create_user(&self, org: &str, username: &str, desired: &UserDesired) -> DriverResult<ExternalUser>;
+    /// Brings the user to `desired`; like [`Driver::apply_org`].
     async fn apply_user(&self, org: &str, username: &str, desired: &UserDesired) -> DriverResult<ExternalUser>;
     async fn delete_user(&self, org: &str, username: &str) -> DriverResult<Deletion>;
 
     async fn observe_instance(&self, org: &str, name: &str) -> DriverResult<Option<ExternalInstance>>;
-    /// Creates the instance or changes it to `desired`; returns at once with the state the change left it
-    /// in (`Provisioning`, `Updating`, or the current state when nothing changed).
+    /// Creates the instance and returns at once (`Provisioning`); like [`Driver::create_org`].
+    async fn create_instance(&self, org: &str, name: &str, desired: &InstanceDesired)
+    -> DriverResult<ExternalInstance>;
+    /// Changes the instance to `desired`; returns at once with the state the change left it in
+    /// (`Updating`, or the current state when nothing changed). Creates like [`Driver::apply_org`].
     async fn apply_instance(&self, org: &str, name: &str, desired: &InstanceDesired) -> DriverResult<ExternalInstance>;
     async fn delete_instance(&self, org: &str, name: &str) -> DriverResult<Deletion>;
 
     /// What every instance of the organisation (also those deleted since) used in the window.
     async fn usage(&self, org: &str, window: UsageWindow) -> DriverResult<Vec<UsageRecord>>;
 
-    /// Opens a ticket. Repeating the call with the same key returns the first ticket.
+    /// Opens a ticket. Where tickets are [`CreateKey::IdempotencyKey`], repeating the call with the same
+    /// key returns the first ticket; where they are [`CreateKey::ServerAssigned`] the key is only recorded
+    /// (to find the ticket by) and a repeat opens a second ticket.
     async fn create_ticket(&self, idempotency_key: &str, desired: &TicketDesired) -> DriverResult<Ticket>;
-    /// The ticket created with this key, if any: for when a create's outcome is unknown.
+    /// The ticket created with this key (the oldest, should there be several), if any: for when a create's
+    /// outcome is unknown.
     async fn find_ticket(&self, idempotency_key: &str) -> DriverResult<Option<Ticket>>;
     async fn get_ticket(&self, id: &str) -> DriverResult<Option<Ticket>>;
     /// Adds a provider comment. Repeating the call with the same key adds nothing and returns the first.

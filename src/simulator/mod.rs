@@ -44,6 +44,14 @@ pub struct SimulatorConfig {
     /// How long provisioning, updates and deletions take (users stay Invited as long).
     pub provision_time: Duration,
     pub faults: FaultConfig,
+    /// Assign ids like Cloud Director and Request Tracker: organisations, users and instances are created
+    /// with `POST` and addressed by id, tickets ignore idempotency keys, and a repeated create makes a second
+    /// object. `false`: names are keys (the default).
+    pub assign_ids: bool,
+    /// How long a `POST` create (of a ticket, or of anything with `assign_ids`) takes before the object
+    /// exists and the answer comes. The simulator finishes a create it accepted even when the client has
+    /// gone away meanwhile, as a real endpoint does.
+    pub create_time: Duration,
 }
 
 impl Default for SimulatorConfig {
@@ -53,6 +61,8 @@ impl Default for SimulatorConfig {
             state_file: None,
             provision_time: Duration::from_secs(2),
             faults: FaultConfig::default(),
+            assign_ids: false,
+            create_time: Duration::ZERO,
         }
     }
 }
@@ -93,6 +103,14 @@ pub struct SimulatorArgs {
     /// Seed of the fault sequence: the same seed gives the same faults.
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
+    /// Assign ids like Cloud Director and Request Tracker: objects are created with POST and addressed by
+    /// id, found by name with a search, and a repeated create makes a second object.
+    #[arg(long)]
+    pub assign_ids: bool,
+    /// Seconds a POST create takes before the object exists and the answer comes; the simulator finishes
+    /// it even when the client has gone away meanwhile.
+    #[arg(long, default_value_t = 0.0)]
+    pub create_seconds: f64,
 }
 
 impl SimulatorArgs {
@@ -101,6 +119,12 @@ impl SimulatorArgs {
             anyhow::bail!(
                 "--provision-seconds must be between 0 and 86400, not {}",
                 self.provision_seconds
+            );
+        }
+        if !(0.0..=3_600.0).contains(&self.create_seconds) {
+            anyhow::bail!(
+                "--create-seconds must be between 0 and 3600, not {}",
+                self.create_seconds
             );
         }
         let faults = FaultConfig {
@@ -118,6 +142,8 @@ impl SimulatorArgs {
             state_file: self.state_file.clone(),
             provision_time: Duration::from_secs_f64(self.provision_seconds),
             faults,
+            assign_ids: self.assign_ids,
+            create_time: Duration::from_secs_f64(self.create_seconds),
         })
     }
 }
@@ -134,13 +160,16 @@ pub async fn serve(
         None => state::State::default(),
     };
     let (stop, stopping) = watch::channel(false);
-    let app = Arc::new(server::Shared::new(
-        state,
-        faults::Faults::new(config.faults.clone()),
-        config.token.clone(),
-        config.provision_time,
-        stopping.clone(),
-    ));
+    let app = Arc::new(
+        server::Shared::new(
+            state,
+            faults::Faults::new(config.faults.clone()),
+            config.token.clone(),
+            config.provision_time,
+            stopping.clone(),
+        )
+        .with_creates(config.assign_ids, config.create_time),
+    );
     let saver = config
         .state_file
         .clone()
@@ -281,6 +310,8 @@ pub async fn run(args: SimulatorArgs) -> anyhow::Result<()> {
         url = format!("http://{}", listener.local_addr()?),
         state_file = config.state_file.as_ref().map(|p| p.display().to_string()),
         provision_seconds = config.provision_time.as_secs_f64(),
+        assign_ids = config.assign_ids,
+        create_seconds = config.create_time.as_secs_f64(),
         faults = ?config.faults,
         "navigator simulator serving the Navigator endpoint API"
     );

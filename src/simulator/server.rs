@@ -20,7 +20,10 @@ use super::metering;
 use super::state::{Applied, Refusal, State};
 use super::stats::{Kind, Stats};
 use crate::endpoint::http::{ErrorBody, IDEMPOTENCY_KEY};
-use crate::endpoint::{EndpointInfo, InstanceDesired, OrgDesired, Secret, TicketDesired, TicketState, UserDesired};
+use crate::endpoint::{
+    EndpointInfo, InstanceDesired, NewInstance, NewOrg, NewUser, OrgDesired, Secret, TicketDesired, TicketState,
+    UserDesired,
+};
 
 /// The header with which a request says what time it is (simulator only; see the API document).
 pub const SIMULATOR_TIME: &str = "X-Simulator-Time";
@@ -38,6 +41,10 @@ pub struct Shared {
     /// Set when the state changed and the state file should be written.
     pub dirty: Notify,
     shutdown: watch::Receiver<bool>,
+    /// See [`super::SimulatorConfig::assign_ids`].
+    assign_ids: bool,
+    /// See [`super::SimulatorConfig::create_time`].
+    create_time: Duration,
 }
 
 pub type App = Arc<Shared>;
@@ -58,6 +65,48 @@ impl Shared {
             provision,
             dirty: Notify::new(),
             shutdown,
+            assign_ids: false,
+            create_time: Duration::ZERO,
+        }
+    }
+
+    /// Whether ids are assigned by the simulator, and how long a `POST` create takes.
+    pub fn with_creates(mut self, assign_ids: bool, create_time: Duration) -> Self {
+        self.assign_ids = assign_ids;
+        self.create_time = create_time;
+        self
+    }
+
+    /// Carries out a `POST` create after the create time, to its end even when the client goes away in the
+    /// meantime (its request future is dropped then, but not this task): a real endpoint finishes what it
+    /// accepted, which is what makes a lost answer dangerous.
+    async fn create_detached(self: &Arc<Self>, create: impl FnOnce(&Shared) -> Answer + Send + 'static) -> Answer {
+        let app = self.clone();
+        let task = tokio::spawn(async move {
+            if !app.create_time.is_zero() {
+                app.pause(app.create_time).await;
+            }
+            create(&app)
+        });
+        task.await.unwrap_or_else(|error| {
+            Err(ApiError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "Internal",
+                format!("the create failed: {error}"),
+            ))
+        })
+    }
+
+    /// `POST` creates of organisations, users and instances exist only where the simulator assigns ids.
+    fn require_assigned_ids(&self, put_path: &str) -> Result<(), ApiError> {
+        if self.assign_ids {
+            Ok(())
+        } else {
+            Err(ApiError::new(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "MethodNotAllowed",
+                format!("this endpoint keys objects by name: create with PUT {put_path}"),
+            ))
         }
     }
 
@@ -329,14 +378,14 @@ async fn control_gate(AxumState(app): AxumState<App>, mut request: Request, next
 pub fn router(app: App) -> Router {
     let contract = Router::new()
         .route("/v1/info", get(info))
-        .route("/v1/orgs", get(list_orgs))
+        .route("/v1/orgs", get(list_orgs).post(create_org))
         .route("/v1/orgs/{org}", put(put_org).get(get_org).delete(delete_org))
-        .route("/v1/orgs/{org}/users", get(list_users))
+        .route("/v1/orgs/{org}/users", get(list_users).post(create_user))
         .route(
             "/v1/orgs/{org}/users/{username}",
             put(put_user).get(get_user).delete(delete_user),
         )
-        .route("/v1/orgs/{org}/instances", get(list_instances))
+        .route("/v1/orgs/{org}/instances", get(list_instances).post(create_instance))
         .route(
             "/v1/orgs/{org}/instances/{name}",
             put(put_instance).get(get_instance).delete(delete_instance),
@@ -374,7 +423,7 @@ pub fn router(app: App) -> Router {
 
 // --- /v1 ------------------------------------------------------------------------------------------
 
-async fn info() -> Answer {
+async fn info(AxumState(app): AxumState<App>) -> Answer {
     answer(
         StatusCode::OK,
         EndpointInfo {
@@ -383,6 +432,7 @@ async fn info() -> Answer {
             service_types: metering::catalog_info(),
             roles: metering::roles_info(),
             support: true,
+            assigns_ids: app.assign_ids,
         },
     )
 }
@@ -392,6 +442,10 @@ async fn info() -> Answer {
 struct PageQuery {
     after: Option<String>,
     limit: Option<usize>,
+    /// Only organisations or instances of this name (a search, for endpoints that assign ids).
+    name: Option<String>,
+    /// Only users of this name.
+    username: Option<String>,
 }
 
 impl PageQuery {
@@ -410,7 +464,7 @@ struct Page<T> {
 
 async fn list_orgs(AxumState(app): AxumState<App>, q: Result<Query<PageQuery>, QueryRejection>) -> Answer {
     let q = query(q)?;
-    let (items, next) = app.state().list_orgs(q.after.as_deref(), q.limit());
+    let (items, next) = app.state().list_orgs(q.after.as_deref(), q.limit(), q.name.as_deref());
     answer(StatusCode::OK, Page { items, next })
 }
 
@@ -421,8 +475,28 @@ async fn put_org(
     body: Result<Json<OrgDesired>, JsonRejection>,
 ) -> Answer {
     let desired = json_body(body)?;
-    let (view, applied) = app.state().put_org(&org, &desired, now)?;
+    let (view, applied) = if app.assign_ids {
+        app.state().update_org(&org, &desired, now)?
+    } else {
+        app.state().put_org(&org, &desired, now)?
+    };
     app.applied(applied, Kind::Org, org, view, false)
+}
+
+async fn create_org(
+    AxumState(app): AxumState<App>,
+    Extension(Now(now)): Extension<Now>,
+    body: Result<Json<NewOrg>, JsonRejection>,
+) -> Answer {
+    app.require_assigned_ids("/v1/orgs/{org}")?;
+    let new = json_body(body)?;
+    app.create_detached(move |app| {
+        let view = app.state().create_org(&new.name, &new.spec, now)?;
+        app.stats.created(Kind::Org, new.name);
+        app.changed();
+        answer(StatusCode::CREATED, view)
+    })
+    .await
 }
 
 async fn get_org(AxumState(app): AxumState<App>, Path(org): Path<String>) -> Answer {
@@ -447,7 +521,9 @@ async fn list_users(
     q: Result<Query<PageQuery>, QueryRejection>,
 ) -> Answer {
     let q = query(q)?;
-    let (items, next) = app.state().list_users(&org, now, q.after.as_deref(), q.limit())?;
+    let (items, next) = app
+        .state()
+        .list_users(&org, now, q.after.as_deref(), q.limit(), q.username.as_deref())?;
     answer(StatusCode::OK, Page { items, next })
 }
 
@@ -458,8 +534,31 @@ async fn put_user(
     body: Result<Json<UserDesired>, JsonRejection>,
 ) -> Answer {
     let desired = json_body(body)?;
-    let (view, applied) = app.state().put_user(&org, &username, &desired, now, app.provision)?;
+    let (view, applied) = if app.assign_ids {
+        app.state().update_user(&org, &username, &desired, now)?
+    } else {
+        app.state().put_user(&org, &username, &desired, now, app.provision)?
+    };
     app.applied(applied, Kind::User, format!("{org}/{username}"), view, false)
+}
+
+async fn create_user(
+    AxumState(app): AxumState<App>,
+    Extension(Now(now)): Extension<Now>,
+    Path(org): Path<String>,
+    body: Result<Json<NewUser>, JsonRejection>,
+) -> Answer {
+    app.require_assigned_ids("/v1/orgs/{org}/users/{username}")?;
+    let new = json_body(body)?;
+    app.create_detached(move |app| {
+        let (view, org_name) = app
+            .state()
+            .create_user(&org, &new.username, &new.spec, now, app.provision)?;
+        app.stats.created(Kind::User, format!("{org_name}/{}", new.username));
+        app.changed();
+        answer(StatusCode::CREATED, view)
+    })
+    .await
 }
 
 async fn get_user(
@@ -484,7 +583,9 @@ async fn list_instances(
     q: Result<Query<PageQuery>, QueryRejection>,
 ) -> Answer {
     let q = query(q)?;
-    let (items, next) = app.state().list_instances(&org, now, q.after.as_deref(), q.limit())?;
+    let (items, next) = app
+        .state()
+        .list_instances(&org, now, q.after.as_deref(), q.limit(), q.name.as_deref())?;
     answer(StatusCode::OK, Page { items, next })
 }
 
@@ -495,8 +596,31 @@ async fn put_instance(
     body: Result<Json<InstanceDesired>, JsonRejection>,
 ) -> Answer {
     let desired = json_body(body)?;
-    let (view, applied) = app.state().put_instance(&org, &name, &desired, now, app.provision)?;
+    let (view, applied) = if app.assign_ids {
+        app.state().update_instance(&org, &name, &desired, now, app.provision)?
+    } else {
+        app.state().put_instance(&org, &name, &desired, now, app.provision)?
+    };
     app.applied(applied, Kind::Instance, format!("{org}/{name}"), view, true)
+}
+
+async fn create_instance(
+    AxumState(app): AxumState<App>,
+    Extension(Now(now)): Extension<Now>,
+    Path(org): Path<String>,
+    body: Result<Json<NewInstance>, JsonRejection>,
+) -> Answer {
+    app.require_assigned_ids("/v1/orgs/{org}/instances/{name}")?;
+    let new = json_body(body)?;
+    app.create_detached(move |app| {
+        let (view, org_name) = app
+            .state()
+            .create_instance(&org, &new.name, &new.spec, now, app.provision)?;
+        app.stats.created(Kind::Instance, format!("{org_name}/{}", new.name));
+        app.changed();
+        answer(StatusCode::ACCEPTED, view)
+    })
+    .await
 }
 
 async fn get_instance(
@@ -564,12 +688,20 @@ async fn create_ticket(
 ) -> Answer {
     let key = idempotency_key(&headers)?;
     let desired = json_body(body)?;
-    let (ticket, created) = app.state().create_ticket(&key, &desired, now)?;
-    if created {
-        app.stats.created(Kind::Ticket, key);
-        app.changed();
-    }
-    answer(if created { StatusCode::CREATED } else { StatusCode::OK }, ticket)
+    app.create_detached(move |app| {
+        // Where ids are assigned the key is only a field to search by: a repeat opens a second ticket.
+        let (ticket, created) = if app.assign_ids {
+            (app.state().open_ticket(&key, &desired, now)?, true)
+        } else {
+            app.state().create_ticket(&key, &desired, now)?
+        };
+        if created {
+            app.stats.created(Kind::Ticket, key);
+            app.changed();
+        }
+        answer(if created { StatusCode::CREATED } else { StatusCode::OK }, ticket)
+    })
+    .await
 }
 
 #[derive(Deserialize)]
@@ -623,8 +755,11 @@ async fn close_ticket(
 // --- /sim -----------------------------------------------------------------------------------------
 
 async fn stats(AxumState(app): AxumState<App>) -> Answer {
-    let held = app.state().held(Timestamp::now());
-    answer(StatusCode::OK, app.stats.snapshot(held))
+    let (held, duplicates) = {
+        let state = app.state();
+        (state.held(Timestamp::now()), state.duplicates(Timestamp::now()))
+    };
+    answer(StatusCode::OK, app.stats.snapshot(held, duplicates))
 }
 
 async fn requests(AxumState(app): AxumState<App>) -> Answer {
@@ -677,11 +812,11 @@ mod tests {
     fn the_api_document_describes_every_route() {
         let routes: &[(&str, &[&str])] = &[
             ("/v1/info", &["get"]),
-            ("/v1/orgs", &["get"]),
+            ("/v1/orgs", &["get", "post"]),
             ("/v1/orgs/{org}", &["put", "get", "delete"]),
-            ("/v1/orgs/{org}/users", &["get"]),
+            ("/v1/orgs/{org}/users", &["get", "post"]),
             ("/v1/orgs/{org}/users/{username}", &["put", "get", "delete"]),
-            ("/v1/orgs/{org}/instances", &["get"]),
+            ("/v1/orgs/{org}/instances", &["get", "post"]),
             ("/v1/orgs/{org}/instances/{name}", &["put", "get", "delete"]),
             ("/v1/orgs/{org}/usage", &["get"]),
             ("/v1/tickets", &["post", "get"]),

@@ -1,5 +1,9 @@
 //! The simulated cloud's state and the rules that change it: pure functions of the request and the time.
 //!
+//! Objects are kept under a key: their name where names are keys (`put_*`), or the id the simulator
+//! assigned where it assigns ids (`create_*`, `update_*`; `--assign-ids`). There a repeated create makes a
+//! second object of the same name, as on Cloud Director, and the `list_*` searches find them by name.
+//!
 //! Nothing runs in the background. Asynchronous operations store when they finish (`settles_at`,
 //! `gone_at`), and every read derives the state from those timestamps and the request's time, so ten
 //! thousand idle objects cost nothing but their memory.
@@ -47,15 +51,19 @@ pub struct State {
     pub tickets: BTreeMap<u64, Ticket>,
     pub next_ticket: u64,
     pub next_comment: u64,
-    /// Idempotency key to ticket id; rebuilt from `tickets` on load.
+    /// Idempotency key to the ids of the tickets created with it, oldest first; rebuilt from `tickets` on
+    /// load.
     #[serde(skip)]
-    ticket_keys: HashMap<String, u64>,
+    ticket_keys: HashMap<String, Vec<u64>>,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct OrgRecord {
     pub id: String,
+    /// Navigator's name for it (the key too, where names are keys).
+    #[serde(default)]
+    pub name: String,
     pub display_name: String,
     pub enabled: bool,
     pub created_at: Timestamp,
@@ -68,6 +76,8 @@ pub struct OrgRecord {
 #[serde(rename_all = "camelCase")]
 pub struct UserRecord {
     pub id: String,
+    #[serde(default)]
+    pub username: String,
     pub email: String,
     pub role: String,
     pub created_at: Timestamp,
@@ -79,6 +89,8 @@ pub struct UserRecord {
 #[serde(rename_all = "camelCase")]
 pub struct InstanceRecord {
     pub id: String,
+    #[serde(default)]
+    pub name: String,
     pub service_type: String,
     pub resources: Resources,
     pub parameters: BTreeMap<String, String>,
@@ -102,7 +114,7 @@ pub struct DeleteOp {
     pub gone_at: Timestamp,
 }
 
-/// How many objects the simulator holds.
+/// How many objects the simulator holds (or how many of them are extra copies: see [`State::duplicates`]).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Held {
@@ -175,11 +187,72 @@ fn org_not_found(org: &str) -> Refusal {
     Refusal::NotFound(format!("organisation {org} not found"))
 }
 
+fn user_not_found(org: &str, username: &str) -> Refusal {
+    Refusal::NotFound(format!("user {username} not found in organisation {org}"))
+}
+
+/// A user's e-mail address and role; answers the address trimmed.
+fn check_user(desired: &UserDesired) -> Outcome<&str> {
+    let email = desired.email.trim();
+    if email.len() > 254 || email.contains(char::is_whitespace) || !email.contains('@') {
+        return Err(Refusal::Invalid(format!(
+            "email {:?} is not an email address",
+            desired.email
+        )));
+    }
+    if !metering::ROLES.iter().any(|(role, _)| *role == desired.role) {
+        let roles: Vec<&str> = metering::ROLES.iter().map(|(r, _)| *r).collect();
+        return Err(Refusal::Invalid(format!(
+            "role {:?} is not one of {}",
+            desired.role,
+            roles.join(", ")
+        )));
+    }
+    Ok(email)
+}
+
+/// An instance's service type, resources and parameters.
+fn check_instance(desired: &InstanceDesired) -> Outcome<()> {
+    let service = metering::service_type(&desired.service_type).ok_or_else(|| {
+        let names: Vec<&str> = metering::CATALOG.iter().map(|t| t.name).collect();
+        Refusal::Invalid(format!(
+            "serviceType {:?} is not one of {}",
+            desired.service_type,
+            names.join(", ")
+        ))
+    })?;
+    metering::check_resources(service, &desired.resources).map_err(Refusal::Invalid)?;
+    if desired.parameters.len() > 64
+        || desired
+            .parameters
+            .iter()
+            .any(|(k, v)| k.is_empty() || k.len() > 253 || v.len() > 4096)
+    {
+        return Err(Refusal::Invalid(
+            "parameters: at most 64, keys 1 to 253 characters, values at most 4096".into(),
+        ));
+    }
+    Ok(())
+}
+
 impl OrgRecord {
-    fn view(&self, name: &str) -> ExternalOrg {
+    fn new(id: String, name: &str, desired: &OrgDesired, now: Timestamp) -> Self {
+        OrgRecord {
+            id,
+            name: name.to_owned(),
+            display_name: desired.display_name.clone(),
+            enabled: desired.enabled,
+            created_at: now,
+            updated_at: now,
+            users: BTreeMap::new(),
+            instances: BTreeMap::new(),
+        }
+    }
+
+    fn view(&self) -> ExternalOrg {
         ExternalOrg {
             external_id: self.id.clone(),
-            name: name.into(),
+            name: self.name.clone(),
             display_name: self.display_name.clone(),
             enabled: self.enabled,
             state: if self.enabled {
@@ -193,10 +266,22 @@ impl OrgRecord {
 }
 
 impl UserRecord {
-    fn view(&self, username: &str, now: Timestamp) -> ExternalUser {
+    /// A new user, invited at `now` and active once `provision` passed.
+    fn new(id: String, username: &str, email: &str, role: &str, now: Timestamp, provision: Duration) -> Outcome<Self> {
+        Ok(UserRecord {
+            id,
+            username: username.to_owned(),
+            email: email.to_owned(),
+            role: role.to_owned(),
+            created_at: now,
+            active_at: later(now, provision)?,
+        })
+    }
+
+    fn view(&self, now: Timestamp) -> ExternalUser {
         ExternalUser {
             external_id: self.id.clone(),
-            username: username.into(),
+            username: self.username.clone(),
             email: self.email.clone(),
             role: self.role.clone(),
             state: if now < self.active_at {
@@ -210,6 +295,32 @@ impl UserRecord {
 }
 
 impl InstanceRecord {
+    /// A new instance, provisioning from `now`.
+    fn new(id: String, name: &str, desired: &InstanceDesired, now: Timestamp, provision: Duration) -> Outcome<Self> {
+        let mut instance = InstanceRecord {
+            id: id.clone(),
+            name: name.to_owned(),
+            service_type: desired.service_type.clone(),
+            resources: desired.resources,
+            parameters: desired.parameters.clone(),
+            created_at: now,
+            updated_at: now,
+            settles_at: now,
+            first_ready_at: None,
+            failed: false,
+            deleting: None,
+            meter: Meter {
+                instance: name.to_owned(),
+                instance_id: id,
+                service_type: desired.service_type.clone(),
+                segments: Vec::new(),
+                end: None,
+            },
+        };
+        instance.start_operation(now, provision)?;
+        Ok(instance)
+    }
+
     fn is_gone(&self, now: Timestamp) -> bool {
         self.deleting.is_some_and(|d| now >= d.gone_at)
     }
@@ -229,7 +340,9 @@ impl InstanceRecord {
         }
     }
 
-    fn view(&self, org: &str, name: &str, now: Timestamp) -> ExternalInstance {
+    /// The instance as the API shows it; `org` is its organisation's name.
+    fn view(&self, org: &str, now: Timestamp) -> ExternalInstance {
+        let name = &self.name;
         let state = self.state(now);
         // Messages depend on the state only, so a steady instance reads the same every time.
         let message = match state {
@@ -243,7 +356,7 @@ impl InstanceRecord {
             .then(|| format!("https://{name}.{org}.simulator.navigator.test"));
         ExternalInstance {
             external_id: self.id.clone(),
-            name: name.into(),
+            name: name.clone(),
             service_type: self.service_type.clone(),
             resources: self.resources,
             parameters: self.parameters.clone(),
@@ -304,13 +417,30 @@ fn page<'a, V>(
 }
 
 impl State {
-    /// Rebuilds what is not stored (after loading from a file).
+    /// Rebuilds what is not stored (after loading from a file), and names records of a state file written
+    /// before records held their names (keyed by name then).
     pub fn reindex(&mut self) {
-        self.ticket_keys = self
-            .tickets
-            .iter()
-            .filter_map(|(id, t)| t.idempotency_key.as_ref().map(|k| (k.clone(), *id)))
-            .collect();
+        self.ticket_keys.clear();
+        for (id, ticket) in &self.tickets {
+            if let Some(key) = &ticket.idempotency_key {
+                self.ticket_keys.entry(key.clone()).or_default().push(*id);
+            }
+        }
+        for (key, org) in &mut self.orgs {
+            if org.name.is_empty() {
+                org.name.clone_from(key);
+            }
+            for (key, user) in &mut org.users {
+                if user.username.is_empty() {
+                    user.username.clone_from(key);
+                }
+            }
+            for (key, instance) in &mut org.instances {
+                if instance.name.is_empty() {
+                    instance.name.clone_from(key);
+                }
+            }
+        }
     }
 
     /// Drops every instance whose deletion finished by `now`.
@@ -345,44 +475,97 @@ impl State {
         held
     }
 
+    /// Extra copies among what the simulator holds: organisations beyond the first of a name, users beyond
+    /// the first of a username in one organisation, instances beyond the first of a name in one
+    /// organisation, tickets beyond the first of an idempotency key. Always zero where names are keys.
+    pub fn duplicates(&self, now: Timestamp) -> Held {
+        fn extra<'a>(names: impl Iterator<Item = &'a str>) -> u64 {
+            let mut seen = std::collections::HashSet::new();
+            names.filter(|name| !seen.insert(*name)).count() as u64
+        }
+        Held {
+            orgs: extra(self.orgs.values().map(|o| o.name.as_str())),
+            users: self
+                .orgs
+                .values()
+                .map(|o| extra(o.users.values().map(|u| u.username.as_str())))
+                .sum(),
+            instances: self
+                .orgs
+                .values()
+                .map(|o| {
+                    extra(
+                        o.instances
+                            .values()
+                            .filter(|i| !i.is_gone(now))
+                            .map(|i| i.name.as_str()),
+                    )
+                })
+                .sum(),
+            tickets: self
+                .ticket_keys
+                .values()
+                .map(|ids| ids.len().saturating_sub(1) as u64)
+                .sum(),
+        }
+    }
+
     // --- organisations -------------------------------------------------------------------------
 
+    /// Creates or updates the organisation keyed by `name` (names are keys).
     pub fn put_org(&mut self, name: &str, desired: &OrgDesired, now: Timestamp) -> Outcome<(ExternalOrg, Applied)> {
         check_name("organisation", name)?;
         check_text("displayName", &desired.display_name, 256)?;
         if let Some(org) = self.orgs.get_mut(name) {
             if org.display_name == desired.display_name && org.enabled == desired.enabled {
-                return Ok((org.view(name), Applied::Unchanged));
+                return Ok((org.view(), Applied::Unchanged));
             }
             org.display_name.clone_from(&desired.display_name);
             org.enabled = desired.enabled;
             org.updated_at = now;
-            return Ok((org.view(name), Applied::Changed));
+            return Ok((org.view(), Applied::Changed));
         }
-        let org = OrgRecord {
-            id: uuid::Uuid::new_v4().to_string(),
-            display_name: desired.display_name.clone(),
-            enabled: desired.enabled,
-            created_at: now,
-            updated_at: now,
-            users: BTreeMap::new(),
-            instances: BTreeMap::new(),
-        };
-        let view = org.view(name);
+        let org = OrgRecord::new(uuid::Uuid::new_v4().to_string(), name, desired, now);
+        let view = org.view();
         self.orgs.insert(name.to_owned(), org);
         Ok((view, Applied::Created))
     }
 
-    pub fn get_org(&self, name: &str) -> Outcome<ExternalOrg> {
-        self.orgs
-            .get(name)
-            .map(|o| o.view(name))
-            .ok_or_else(|| org_not_found(name))
+    /// Creates a new organisation under an id of its own, whatever other organisations are named.
+    pub fn create_org(&mut self, name: &str, desired: &OrgDesired, now: Timestamp) -> Outcome<ExternalOrg> {
+        check_name("organisation", name)?;
+        check_text("displayName", &desired.display_name, 256)?;
+        let id = uuid::Uuid::new_v4().to_string();
+        let org = OrgRecord::new(id.clone(), name, desired, now);
+        let view = org.view();
+        self.orgs.insert(id, org);
+        Ok(view)
     }
 
-    pub fn list_orgs(&self, after: Option<&str>, limit: usize) -> (Vec<ExternalOrg>, Option<String>) {
-        let (items, next) = page(&self.orgs, after, limit, |_| true);
-        (items.into_iter().map(|(n, o)| o.view(n)).collect(), next)
+    /// Updates the organisation keyed by `key`; never creates one.
+    pub fn update_org(&mut self, key: &str, desired: &OrgDesired, now: Timestamp) -> Outcome<(ExternalOrg, Applied)> {
+        if !self.orgs.contains_key(key) {
+            return Err(org_not_found(key));
+        }
+        self.put_org(key, desired, now)
+    }
+
+    pub fn get_org(&self, key: &str) -> Outcome<ExternalOrg> {
+        self.orgs
+            .get(key)
+            .map(OrgRecord::view)
+            .ok_or_else(|| org_not_found(key))
+    }
+
+    /// One page of organisations, only those named `name` when given.
+    pub fn list_orgs(
+        &self,
+        after: Option<&str>,
+        limit: usize,
+        name: Option<&str>,
+    ) -> (Vec<ExternalOrg>, Option<String>) {
+        let (items, next) = page(&self.orgs, after, limit, |o| name.is_none_or(|n| o.name == n));
+        (items.into_iter().map(|(_, o)| o.view()).collect(), next)
     }
 
     /// Deletes an organisation and its users; refused while it holds instances, also ones being
@@ -409,6 +592,7 @@ impl State {
 
     // --- users -----------------------------------------------------------------------------------
 
+    /// Creates or updates the user keyed by `username` (names are keys).
     pub fn put_user(
         &mut self,
         org: &str,
@@ -418,40 +602,56 @@ impl State {
         provision: Duration,
     ) -> Outcome<(ExternalUser, Applied)> {
         check_username(username)?;
-        let email = desired.email.trim();
-        if email.len() > 254 || email.contains(char::is_whitespace) || !email.contains('@') {
-            return Err(Refusal::Invalid(format!(
-                "email {:?} is not an email address",
-                desired.email
-            )));
-        }
-        if !metering::ROLES.iter().any(|(role, _)| *role == desired.role) {
-            let roles: Vec<&str> = metering::ROLES.iter().map(|(r, _)| *r).collect();
-            return Err(Refusal::Invalid(format!(
-                "role {:?} is not one of {}",
-                desired.role,
-                roles.join(", ")
-            )));
-        }
+        let email = check_user(desired)?;
         let record = self.orgs.get_mut(org).ok_or_else(|| org_not_found(org))?;
         if let Some(user) = record.users.get_mut(username) {
             if user.email == email && user.role == desired.role {
-                return Ok((user.view(username, now), Applied::Unchanged));
+                return Ok((user.view(now), Applied::Unchanged));
             }
             user.email = email.to_owned();
             user.role.clone_from(&desired.role);
-            return Ok((user.view(username, now), Applied::Changed));
+            return Ok((user.view(now), Applied::Changed));
         }
-        let user = UserRecord {
-            id: uuid::Uuid::new_v4().to_string(),
-            email: email.to_owned(),
-            role: desired.role.clone(),
-            created_at: now,
-            active_at: later(now, provision)?,
-        };
-        let view = user.view(username, now);
+        let id = uuid::Uuid::new_v4().to_string();
+        let user = UserRecord::new(id, username, email, &desired.role, now, provision)?;
+        let view = user.view(now);
         record.users.insert(username.to_owned(), user);
         Ok((view, Applied::Created))
+    }
+
+    /// Creates a new user under an id of its own in the organisation keyed by `org`; answers it and the
+    /// organisation's name.
+    pub fn create_user(
+        &mut self,
+        org: &str,
+        username: &str,
+        desired: &UserDesired,
+        now: Timestamp,
+        provision: Duration,
+    ) -> Outcome<(ExternalUser, String)> {
+        check_username(username)?;
+        let email = check_user(desired)?;
+        let record = self.orgs.get_mut(org).ok_or_else(|| org_not_found(org))?;
+        let id = uuid::Uuid::new_v4().to_string();
+        let user = UserRecord::new(id.clone(), username, email, &desired.role, now, provision)?;
+        let view = user.view(now);
+        record.users.insert(id, user);
+        Ok((view, record.name.clone()))
+    }
+
+    /// Updates the user keyed by `key`; never creates one.
+    pub fn update_user(
+        &mut self,
+        org: &str,
+        key: &str,
+        desired: &UserDesired,
+        now: Timestamp,
+    ) -> Outcome<(ExternalUser, Applied)> {
+        let record = self.orgs.get(org).ok_or_else(|| org_not_found(org))?;
+        if !record.users.contains_key(key) {
+            return Err(user_not_found(org, key));
+        }
+        self.put_user(org, key, desired, now, Duration::ZERO)
     }
 
     pub fn get_user(&self, org: &str, username: &str, now: Timestamp) -> Outcome<ExternalUser> {
@@ -459,20 +659,24 @@ impl State {
         record
             .users
             .get(username)
-            .map(|u| u.view(username, now))
-            .ok_or_else(|| Refusal::NotFound(format!("user {username} not found in organisation {org}")))
+            .map(|u| u.view(now))
+            .ok_or_else(|| user_not_found(org, username))
     }
 
+    /// One page of the organisation's users, only those with `username` when given.
     pub fn list_users(
         &self,
         org: &str,
         now: Timestamp,
         after: Option<&str>,
         limit: usize,
+        username: Option<&str>,
     ) -> Outcome<(Vec<ExternalUser>, Option<String>)> {
         let record = self.orgs.get(org).ok_or_else(|| org_not_found(org))?;
-        let (items, next) = page(&record.users, after, limit, |_| true);
-        Ok((items.into_iter().map(|(n, u)| u.view(n, now)).collect(), next))
+        let (items, next) = page(&record.users, after, limit, |u| {
+            username.is_none_or(|n| u.username == n)
+        });
+        Ok((items.into_iter().map(|(_, u)| u.view(now)).collect(), next))
     }
 
     /// Answers whether the user existed; a missing organisation means the user is gone too.
@@ -484,6 +688,7 @@ impl State {
 
     // --- instances -----------------------------------------------------------------------------
 
+    /// Creates or changes the instance keyed by `name` (names are keys).
     pub fn put_instance(
         &mut self,
         org: &str,
@@ -493,28 +698,11 @@ impl State {
         provision: Duration,
     ) -> Outcome<(ExternalInstance, Applied)> {
         check_name("instance", name)?;
-        let service = metering::service_type(&desired.service_type).ok_or_else(|| {
-            let names: Vec<&str> = metering::CATALOG.iter().map(|t| t.name).collect();
-            Refusal::Invalid(format!(
-                "serviceType {:?} is not one of {}",
-                desired.service_type,
-                names.join(", ")
-            ))
-        })?;
-        metering::check_resources(service, &desired.resources).map_err(Refusal::Invalid)?;
-        if desired.parameters.len() > 64
-            || desired
-                .parameters
-                .iter()
-                .any(|(k, v)| k.is_empty() || k.len() > 253 || v.len() > 4096)
-        {
-            return Err(Refusal::Invalid(
-                "parameters: at most 64, keys 1 to 253 characters, values at most 4096".into(),
-            ));
-        }
+        check_instance(desired)?;
         let record = self.orgs.get_mut(org).ok_or_else(|| org_not_found(org))?;
         let retired = self.retired.entry(org.to_owned()).or_default();
         settle(&mut record.instances, retired, name, now);
+        let org_name = &record.name;
         if let Some(instance) = record.instances.get_mut(name) {
             if instance.deleting.is_some() {
                 return Err(Refusal::Conflict(format!(
@@ -528,7 +716,7 @@ impl State {
                 )));
             }
             if instance.resources == desired.resources && instance.parameters == desired.parameters {
-                return Ok((instance.view(org, name, now), Applied::Unchanged));
+                return Ok((instance.view(org_name, now), Applied::Unchanged));
             }
             if now < instance.updated_at {
                 return Err(Refusal::Invalid(format!(
@@ -539,32 +727,45 @@ impl State {
             instance.resources = desired.resources;
             instance.parameters.clone_from(&desired.parameters);
             instance.start_operation(now, provision)?;
-            return Ok((instance.view(org, name, now), Applied::Changed));
+            return Ok((instance.view(org_name, now), Applied::Changed));
         }
-        let id = uuid::Uuid::new_v4().to_string();
-        let mut instance = InstanceRecord {
-            id: id.clone(),
-            service_type: desired.service_type.clone(),
-            resources: desired.resources,
-            parameters: desired.parameters.clone(),
-            created_at: now,
-            updated_at: now,
-            settles_at: now,
-            first_ready_at: None,
-            failed: false,
-            deleting: None,
-            meter: Meter {
-                instance: name.to_owned(),
-                instance_id: id,
-                service_type: desired.service_type.clone(),
-                segments: Vec::new(),
-                end: None,
-            },
-        };
-        instance.start_operation(now, provision)?;
-        let view = instance.view(org, name, now);
+        let instance = InstanceRecord::new(uuid::Uuid::new_v4().to_string(), name, desired, now, provision)?;
+        let view = instance.view(org_name, now);
         record.instances.insert(name.to_owned(), instance);
         Ok((view, Applied::Created))
+    }
+
+    /// Creates a new instance under an id of its own in the organisation keyed by `org`; answers it and
+    /// the organisation's name.
+    pub fn create_instance(
+        &mut self,
+        org: &str,
+        name: &str,
+        desired: &InstanceDesired,
+        now: Timestamp,
+        provision: Duration,
+    ) -> Outcome<(ExternalInstance, String)> {
+        check_name("instance", name)?;
+        check_instance(desired)?;
+        let record = self.orgs.get_mut(org).ok_or_else(|| org_not_found(org))?;
+        let id = uuid::Uuid::new_v4().to_string();
+        let instance = InstanceRecord::new(id.clone(), name, desired, now, provision)?;
+        let view = instance.view(&record.name, now);
+        record.instances.insert(id, instance);
+        Ok((view, record.name.clone()))
+    }
+
+    /// Changes the instance keyed by `key`; never creates one.
+    pub fn update_instance(
+        &mut self,
+        org: &str,
+        key: &str,
+        desired: &InstanceDesired,
+        now: Timestamp,
+        provision: Duration,
+    ) -> Outcome<(ExternalInstance, Applied)> {
+        self.get_instance(org, key, now)?;
+        self.put_instance(org, key, desired, now, provision)
     }
 
     pub fn get_instance(&self, org: &str, name: &str, now: Timestamp) -> Outcome<ExternalInstance> {
@@ -573,20 +774,27 @@ impl State {
             .instances
             .get(name)
             .filter(|i| !i.is_gone(now))
-            .map(|i| i.view(org, name, now))
+            .map(|i| i.view(&record.name, now))
             .ok_or_else(|| Refusal::NotFound(format!("instance {name} not found in organisation {org}")))
     }
 
+    /// One page of the organisation's instances, only those named `name` when given.
     pub fn list_instances(
         &self,
         org: &str,
         now: Timestamp,
         after: Option<&str>,
         limit: usize,
+        name: Option<&str>,
     ) -> Outcome<(Vec<ExternalInstance>, Option<String>)> {
         let record = self.orgs.get(org).ok_or_else(|| org_not_found(org))?;
-        let (items, next) = page(&record.instances, after, limit, |i| !i.is_gone(now));
-        Ok((items.into_iter().map(|(n, i)| i.view(org, n, now)).collect(), next))
+        let (items, next) = page(&record.instances, after, limit, |i| {
+            !i.is_gone(now) && name.is_none_or(|n| i.name == n)
+        });
+        Ok((
+            items.into_iter().map(|(_, i)| i.view(&record.name, now)).collect(),
+            next,
+        ))
     }
 
     /// Starts deleting the instance; `None` when it is already gone (or never existed).
@@ -623,7 +831,7 @@ impl State {
             settle(&mut record.instances, retired, name, now);
             return Ok(None);
         }
-        Ok(Some(instance.view(org, name, now)))
+        Ok(Some(instance.view(&record.name, now)))
     }
 
     // --- usage ---------------------------------------------------------------------------------
@@ -667,9 +875,17 @@ impl State {
     /// Opens a ticket, or answers the one opened before with the same key (`false`).
     pub fn create_ticket(&mut self, key: &str, desired: &TicketDesired, now: Timestamp) -> Outcome<(Ticket, bool)> {
         check_key(key)?;
-        if let Some(ticket) = self.ticket_keys.get(key).and_then(|id| self.tickets.get(id)) {
+        let first = self.ticket_keys.get(key).and_then(|ids| ids.first());
+        if let Some(ticket) = first.and_then(|id| self.tickets.get(id)) {
             return Ok((ticket.clone(), false));
         }
+        Ok((self.open_ticket(key, desired, now)?, true))
+    }
+
+    /// Opens a new ticket whatever tickets were opened with the same key before (the key is kept to find
+    /// it by), as an endpoint that assigns ids and knows no idempotency keys does.
+    pub fn open_ticket(&mut self, key: &str, desired: &TicketDesired, now: Timestamp) -> Outcome<Ticket> {
+        check_key(key)?;
         check_text("org", &desired.org, 253)?;
         check_text("product", &desired.product, 256)?;
         check_text("subject", &desired.subject, 256)?;
@@ -692,8 +908,8 @@ impl State {
             comments: Vec::new(),
         };
         self.tickets.insert(id, ticket.clone());
-        self.ticket_keys.insert(key.to_owned(), id);
-        Ok((ticket, true))
+        self.ticket_keys.entry(key.to_owned()).or_default().push(id);
+        Ok(ticket)
     }
 
     pub fn find_tickets(&self, key: Option<&str>, org: Option<&str>) -> Vec<Ticket> {
@@ -701,9 +917,10 @@ impl State {
             return self
                 .ticket_keys
                 .get(key)
-                .and_then(|id| self.tickets.get(id))
-                .filter(|t| org.is_none_or(|o| t.org == o))
                 .into_iter()
+                .flatten()
+                .filter_map(|id| self.tickets.get(id))
+                .filter(|t| org.is_none_or(|o| t.org == o))
                 .cloned()
                 .collect();
         }

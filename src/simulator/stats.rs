@@ -31,6 +31,11 @@ pub struct SimStats {
     pub max_creates_per_object: u64,
     /// What the simulator holds now (instances whose deletion finished are not counted).
     pub held: Held,
+    /// Extra copies among what it holds now: objects beyond the first of the same name (users and
+    /// instances: in the same organisation; tickets: of the same idempotency key). Only an endpoint that
+    /// assigns ids can hold any.
+    #[serde(default)]
+    pub duplicates: Held,
     /// Faults injected, by kind: `5xx-before`, `5xx-after`, `429`, `timeout-before`, `timeout-after`.
     pub faults: BTreeMap<String, u64>,
 }
@@ -170,7 +175,7 @@ impl Stats {
         *self.lock().faults.entry(kind.to_owned()).or_default() += 1;
     }
 
-    pub fn snapshot(&self, held: Held) -> SimStats {
+    pub fn snapshot(&self, held: Held, duplicates: Held) -> SimStats {
         let c = self.lock();
         let max_creates_per_object = [
             &c.creates.orgs,
@@ -187,6 +192,7 @@ impl Stats {
             creates: c.creates.clone(),
             max_creates_per_object,
             held,
+            duplicates,
             faults: c.faults.clone(),
         }
     }
@@ -209,17 +215,17 @@ mod tests {
         for at in [0, 50, 100, 1_050, 1_500, 2_200, 2_900] {
             stats.request("GET", ms(at));
         }
-        let snapshot = stats.snapshot(Held::default());
+        let snapshot = stats.snapshot(Held::default(), Held::default());
         assert_eq!(snapshot.requests.total, 7);
         assert_eq!(snapshot.requests.by_method["GET"], 7);
         assert_eq!(snapshot.requests.peak_per_second, 3);
         stats.created(Kind::Org, "acme".into());
         stats.created(Kind::Org, "acme".into());
         stats.created(Kind::Ticket, "k".into());
-        let snapshot = stats.snapshot(Held::default());
+        let snapshot = stats.snapshot(Held::default(), Held::default());
         assert_eq!(snapshot.max_creates_per_object, 2);
         stats.reset();
-        assert_eq!(stats.snapshot(Held::default()), SimStats::default());
+        assert_eq!(stats.snapshot(Held::default(), Held::default()), SimStats::default());
     }
 
     #[test]

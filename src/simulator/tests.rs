@@ -782,3 +782,204 @@ async fn retries_are_bounded_and_honour_retry_after() {
         other => panic!("expected Unavailable, got {other:?}"),
     }
 }
+
+fn assigning() -> SimulatorConfig {
+    SimulatorConfig {
+        assign_ids: true,
+        ..quick()
+    }
+}
+
+#[tokio::test]
+async fn an_endpoint_that_assigns_ids_makes_a_second_object_on_a_repeated_create() {
+    let sim = spawn(assigning()).await.unwrap();
+    let d = driver(&sim);
+    let control = sim.control();
+    assert_eq!(
+        d.capabilities().orgs,
+        CreateKey::ServerAssigned,
+        "until the endpoint said, the driver assumes the worst"
+    );
+    assert!(d.info().await.unwrap().assigns_ids);
+    let caps = d.capabilities();
+    assert_eq!(
+        (caps.orgs, caps.users, caps.instances, caps.tickets),
+        (
+            CreateKey::ServerAssigned,
+            CreateKey::ServerAssigned,
+            CreateKey::ServerAssigned,
+            Some(CreateKey::ServerAssigned)
+        )
+    );
+
+    // Organisations: two creates, two organisations; observing finds the oldest, updates go to it by id.
+    assert_eq!(d.observe_org("acme").await.unwrap(), None);
+    let first = d.create_org("acme", &org("Acme")).await.unwrap();
+    let second = d.create_org("acme", &org("Acme")).await.unwrap();
+    assert_ne!(first.external_id, second.external_id, "a second organisation");
+    assert_eq!(
+        d.observe_org("acme").await.unwrap().unwrap().external_id,
+        first.external_id
+    );
+    let renamed = d.apply_org("acme", &org("Acme Corporation")).await.unwrap();
+    assert_eq!(
+        (renamed.external_id.as_str(), renamed.display_name.as_str()),
+        (first.external_id.as_str(), "Acme Corporation")
+    );
+    assert!(
+        matches!(
+            d.apply_org("nobody", &org("Nobody")).await,
+            Err(DriverError::NotFound { .. })
+        ),
+        "an update never creates"
+    );
+
+    // Users and instances: the same, inside the oldest organisation.
+    let alice = UserDesired {
+        email: "alice@acme.example".into(),
+        role: "OrganizationUser".into(),
+    };
+    let user = d.create_user("acme", "alice", &alice).await.unwrap();
+    d.create_user("acme", "alice", &alice).await.unwrap();
+    assert_eq!(
+        d.observe_user("acme", "alice").await.unwrap().unwrap().external_id,
+        user.external_id
+    );
+    let admin = UserDesired {
+        role: "OrganizationAdministrator".into(),
+        ..alice.clone()
+    };
+    assert_eq!(
+        d.apply_user("acme", "alice", &admin).await.unwrap().external_id,
+        user.external_id
+    );
+    assert!(matches!(
+        d.apply_user("acme", "bob", &alice).await,
+        Err(DriverError::NotFound { .. })
+    ));
+    let web = d.create_instance("acme", "web", &compute(2, 4, 20)).await.unwrap();
+    assert_eq!(web.state, InstanceState::Provisioning);
+    d.create_instance("acme", "web", &compute(2, 4, 20)).await.unwrap();
+    let observed = d.observe_instance("acme", "web").await.unwrap().unwrap();
+    assert_eq!(
+        (observed.external_id.as_str(), observed.name.as_str()),
+        (web.external_id.as_str(), "web")
+    );
+    let resized = d.apply_instance("acme", "web", &compute(4, 4, 20)).await.unwrap();
+    assert_eq!(
+        (resized.external_id, resized.resources.vcpu),
+        (web.external_id.clone(), 4)
+    );
+
+    // Tickets: the key is only a field; a repeat opens a second ticket, the oldest is found.
+    let ticket1 = d.create_ticket("sr-1", &ticket()).await.unwrap();
+    let ticket2 = d.create_ticket("sr-1", &ticket()).await.unwrap();
+    assert_ne!(ticket1.external_id, ticket2.external_id);
+    assert_eq!(
+        d.find_ticket("sr-1").await.unwrap().unwrap().external_id,
+        ticket1.external_id
+    );
+
+    let stats = control.stats().await.unwrap();
+    assert_eq!(stats.creates.orgs["acme"], 2);
+    assert_eq!(stats.creates.users["acme/alice"], 2);
+    assert_eq!(stats.creates.instances["acme/web"], 2);
+    assert_eq!(stats.creates.tickets["sr-1"], 2);
+    assert_eq!(stats.max_creates_per_object, 2);
+    assert_eq!(
+        (
+            stats.duplicates.orgs,
+            stats.duplicates.users,
+            stats.duplicates.instances,
+            stats.duplicates.tickets
+        ),
+        (1, 1, 1, 1),
+        "one extra copy of each"
+    );
+    assert_eq!(stats.held.users, 2);
+
+    // Deleting by name removes every copy.
+    eventually(
+        "both instances gone",
+        || d.delete_instance("acme", "web"),
+        |deletion| *deletion == Deletion::Gone,
+    )
+    .await;
+    assert_eq!(d.delete_user("acme", "alice").await.unwrap(), Deletion::Gone);
+    assert_eq!(d.observe_user("acme", "alice").await.unwrap(), None);
+    assert_eq!(d.delete_org("acme").await.unwrap(), Deletion::Gone);
+    assert_eq!(d.observe_org("acme").await.unwrap(), None);
+    let held = control.stats().await.unwrap().held;
+    assert_eq!((held.orgs, held.users, held.instances), (0, 0, 0));
+}
+
+#[tokio::test]
+async fn where_names_are_keys_nothing_can_be_duplicated_and_post_creates_are_refused() {
+    let sim = spawn(quick()).await.unwrap();
+    let d = driver(&sim);
+    assert!(!d.info().await.unwrap().assigns_ids);
+    let caps = d.capabilities();
+    assert_eq!(
+        (caps.orgs, caps.tickets),
+        (CreateKey::Name, Some(CreateKey::IdempotencyKey))
+    );
+    let first = d.create_org("acme", &org("Acme")).await.unwrap();
+    assert_eq!(
+        d.create_org("acme", &org("Acme")).await.unwrap().external_id,
+        first.external_id
+    );
+    let refused = reqwest::Client::new()
+        .post(format!("{}/v1/orgs", sim.url()))
+        .bearer_auth(DEV_TOKEN)
+        .json(&serde_json::json!({"name": "other", "displayName": "Other"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused.status(), reqwest::StatusCode::METHOD_NOT_ALLOWED);
+    let stats = sim.control().stats().await.unwrap();
+    assert_eq!(stats.duplicates, state::Held::default());
+    assert_eq!(stats.max_creates_per_object, 1);
+}
+
+#[tokio::test]
+async fn a_create_is_sent_once_and_lands_even_when_its_client_gave_up() {
+    let sim = spawn(SimulatorConfig {
+        create_time: Duration::from_millis(800),
+        ..assigning()
+    })
+    .await
+    .unwrap();
+    let control = sim.control();
+    let d = HttpDriver::new(HttpDriverConfig {
+        timeout: Duration::from_millis(300),
+        ..sim.driver_config()
+    })
+    .unwrap();
+    assert!(d.info().await.unwrap().assigns_ids);
+    let lost = d.create_org("acme", &org("Acme")).await;
+    assert!(
+        matches!(lost, Err(DriverError::Unavailable { .. })),
+        "the answer did not come in time: {lost:?}"
+    );
+    assert_eq!(d.observe_org("acme").await.unwrap(), None, "not there yet");
+    let landed = eventually("the create to land", || d.observe_org("acme"), Option::is_some).await;
+    assert_eq!(landed.unwrap().name, "acme");
+    let stats = control.stats().await.unwrap();
+    assert_eq!(
+        stats.requests.by_method["POST"], 1,
+        "sent once, never retried by the driver"
+    );
+    assert_eq!(stats.creates.orgs["acme"], 1);
+
+    // A 5xx on a create is not retried by the driver either: it may have been applied.
+    control
+        .set_faults(&FaultPatch {
+            rate_5xx: Some(1.0),
+            ..FaultPatch::default()
+        })
+        .await
+        .unwrap();
+    control.reset_stats().await.unwrap();
+    assert!(d.create_org("globex", &org("Globex")).await.is_err());
+    assert_eq!(control.stats().await.unwrap().requests.total, 1);
+}

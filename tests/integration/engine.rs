@@ -166,44 +166,158 @@ async fn assert_exactly_one_instance_each(
     );
 }
 
-#[tokio::test]
-async fn killing_the_operator_at_random_moments_never_loses_or_duplicates_an_instance() {
-    let simulator = Simulator::start("crash", &["--provision-seconds", "2"]).await;
-    let world = World::new("crash", &simulator, 200).await;
-    let mut operator = Operator::start(&world.run);
-    let customers = ["c1", "c2", "c3", "c4"];
-    for customer in customers {
-        world.customer(customer, "Delete").await;
+/// How the kill test's endpoint keys what it creates.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Ids {
+    /// Names are keys: a repeated create is harmless (the simulator's default).
+    Names,
+    /// The endpoint assigns ids and a repeated create makes a second object (`--assign-ids`), with creates
+    /// that take a while, so a kill often comes while one is in flight.
+    Assigned,
+}
+
+/// The people granted access to every customer in the assigning mode: alice twice (two grants share her
+/// endpoint user), bob once.
+const PEOPLE: [(&str, &str, &str); 3] = [
+    ("alice-admin", "alice", "CustomerAdministrator"),
+    ("alice-billing", "alice", "CustomerBillingUser"),
+    ("bob-user", "bob", "CustomerUser"),
+];
+
+/// Kills the operator with SIGKILL at random moments while it provisions, then checks that everything
+/// exists exactly once on the endpoint: one instance per subscription and, where the endpoint assigns ids,
+/// also one organisation per CustomerOrg (created during the kills), one user per person per tenant and
+/// one ticket per SupportRequest; nothing else.
+async fn kill_the_operator_at_random_moments(ids: Ids) {
+    let (name, per_customer) = match ids {
+        Ids::Names => ("crash", 50),
+        Ids::Assigned => ("crash-ids", 25),
+    };
+    let mut args = vec!["--provision-seconds", "2"];
+    if ids == Ids::Assigned {
+        args.extend(["--assign-ids", "--create-seconds", "1.5"]);
     }
-    let per_customer = 50;
-    let started = std::time::Instant::now();
-    for i in 0..per_customer {
+    let simulator = Simulator::start(name, &args).await;
+    let world = World::new(name, &simulator, 200).await;
+    let customers = ["c1", "c2", "c3", "c4"];
+    if ids == Ids::Names {
         for customer in customers {
-            world
-                .subscription(&format!("{customer}-{i:03}"), customer, 1 + (i % 4) as i64)
-                .await;
+            world.customer(customer, "Delete").await;
         }
     }
+    let mut operator = Operator::start(&world.run);
+    let started = std::time::Instant::now();
 
-    let mut kills = 0;
-    while kills < 6 {
-        let wait = rand::rng().random_range(300..2500);
-        tokio::time::sleep(Duration::from_millis(wait)).await;
-        operator.process.kill();
-        kills += 1;
-        operator.process.start();
-    }
-    let total = world.all_ready(&world.subscriptions(), Duration::from_secs(300)).await;
+    // Everything is declared while the operator is being killed: customers (where ids are assigned), their
+    // subscriptions, and then grants and support requests.
+    let declare = async {
+        if ids == Ids::Assigned {
+            for customer in customers {
+                world.customer(customer, "Delete").await;
+            }
+        }
+        for i in 0..per_customer {
+            for customer in customers {
+                world
+                    .subscription(&format!("{customer}-{i:03}"), customer, 1 + (i % 4) as i64)
+                    .await;
+            }
+        }
+        if ids == Ids::Assigned {
+            for customer in customers {
+                for (grant, person, role) in PEOPLE {
+                    world
+                        .customer_grant(&format!("{customer}-{grant}"), person, role, customer)
+                        .await;
+                }
+                world.support_request(&format!("{customer}-help"), customer).await;
+            }
+        }
+    };
+    let kill = async {
+        let mut kills = 0;
+        while kills < 6 {
+            let wait = rand::rng().random_range(300..2500);
+            tokio::time::sleep(Duration::from_millis(wait)).await;
+            operator.process.kill();
+            kills += 1;
+            operator.process.start();
+        }
+        kills
+    };
+    let ((), kills) = tokio::join!(declare, kill);
+
+    let converge = Duration::from_secs(300);
+    let total = world.all_ready(&world.subscriptions(), converge).await;
     assert_eq!(total, customers.len() * per_customer);
-    assert_exactly_one_instance_each(&simulator, &world, &customers, per_customer).await;
+    world.all_ready(&world.customers(), converge).await;
+    if ids == Ids::Assigned {
+        world.all_ready(&world.grants(), converge).await;
+        world.all_ready(&world.support_requests(), converge).await;
+    }
+    // The figures first, so that they show also when an assertion below fails.
     let stats = simulator.stats().await;
+    let creates = &stats.creates;
+    let count = |m: &std::collections::BTreeMap<String, u64>| (m.len(), m.values().sum::<u64>());
     println!(
-        "crash test: {kills} SIGKILLs, {} subscriptions Ready after {:.1?}, {} requests to the simulator, max creates per object {}",
-        total,
+        "kill test ({ids:?}): {kills} SIGKILLs; ready after {:.1?}; objects created (distinct, creates): orgs {:?}, users {:?}, instances {:?}, tickets {:?}; max creates per object {}; duplicates held {:?}; {} requests to the simulator",
         started.elapsed(),
+        count(&creates.orgs),
+        count(&creates.users),
+        count(&creates.instances),
+        count(&creates.tickets),
+        stats.max_creates_per_object,
+        stats.duplicates,
         stats.requests.total,
-        stats.max_creates_per_object
     );
+    if ids == Ids::Names {
+        assert_exactly_one_instance_each(&simulator, &world, &customers, per_customer).await;
+    } else {
+        let contents = simulator.contents().await;
+        let tenants: Vec<String> = contents.iter().map(|o| o.name.clone()).collect();
+        assert_eq!(
+            tenants,
+            customers.map(|c| world.tenant(c)).to_vec(),
+            "one organisation per CustomerOrg"
+        );
+        for (org, customer) in contents.iter().zip(customers) {
+            assert_eq!(org.users, vec!["alice", "bob"], "one user per person in {}", org.name);
+            let expected: Vec<String> = (0..per_customer).map(|i| format!("{customer}-{i:03}")).collect();
+            assert_eq!(org.instances, expected, "one instance per subscription of {customer}");
+        }
+        let mut uids: Vec<String> = world
+            .support_requests()
+            .list(&ListParams::default())
+            .await
+            .unwrap()
+            .items
+            .iter()
+            .filter_map(|r| r.uid())
+            .collect();
+        uids.sort();
+        assert_eq!(uids.len(), customers.len());
+        assert_eq!(simulator.ticket_keys().await, uids, "one ticket per SupportRequest");
+    }
+    assert_eq!(
+        stats.duplicates,
+        Default::default(),
+        "the endpoint holds no second copy of anything"
+    );
+    assert_eq!(
+        stats.max_creates_per_object, 1,
+        "no object was created twice: {:?}",
+        stats.creates
+    );
+}
+
+#[tokio::test]
+async fn killing_the_operator_at_random_moments_never_loses_or_duplicates_an_instance() {
+    kill_the_operator_at_random_moments(Ids::Names).await;
+}
+
+#[tokio::test]
+async fn killing_the_operator_where_the_endpoint_assigns_ids_duplicates_no_org_user_instance_or_ticket() {
+    kill_the_operator_at_random_moments(Ids::Assigned).await;
 }
 
 #[tokio::test]

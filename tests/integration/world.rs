@@ -10,7 +10,9 @@ use std::time::Duration;
 use k8s_openapi::api::core::v1::{Namespace, Secret};
 use kube::api::{Api, ListParams, Patch, PatchParams, PostParams};
 use kube::{Resource, ResourceExt};
-use navigator::api::{CloudEndpoint, CloudServiceSubscription, CommitmentContract, CustomerOrg, ProviderOrg};
+use navigator::api::{
+    AccessGrant, CloudEndpoint, CloudServiceSubscription, CommitmentContract, CustomerOrg, ProviderOrg, SupportRequest,
+};
 use navigator::controller::reconciler::Object;
 use navigator::simulator::stats::SimStats;
 use serde_json::json;
@@ -163,6 +165,48 @@ impl Simulator {
         names
     }
 
+    /// Everything the simulator holds, by organisation, in either id mode: lists rather than sets, so that
+    /// a second copy of anything shows. Sorted by organisation name, names within.
+    pub async fn contents(&self) -> Vec<OrgContents> {
+        let info: serde_json::Value = self.get_json("/v1/info").await;
+        let assigns_ids = info["assignsIds"].as_bool().unwrap_or(false);
+        let page: serde_json::Value = self.get_json("/v1/orgs").await;
+        let mut contents = Vec::new();
+        for org in items(&page) {
+            let name = org["name"].as_str().unwrap_or_default().to_string();
+            // The path names the organisation by its key: its id where the simulator assigns ids.
+            let key = if assigns_ids {
+                org["id"].as_str().unwrap_or_default().to_string()
+            } else {
+                name.clone()
+            };
+            let names = |page: serde_json::Value, field: &str| {
+                let mut names: Vec<String> = items(&page)
+                    .iter()
+                    .filter_map(|o| o[field].as_str().map(String::from))
+                    .collect();
+                names.sort();
+                names
+            };
+            let users = names(self.get_json(&format!("/v1/orgs/{key}/users")).await, "username");
+            let instances = names(self.get_json(&format!("/v1/orgs/{key}/instances")).await, "name");
+            contents.push(OrgContents { name, users, instances });
+        }
+        contents.sort_by(|a, b| a.name.cmp(&b.name));
+        contents
+    }
+
+    /// The idempotency keys of every ticket the simulator holds, sorted (a second copy shows twice).
+    pub async fn ticket_keys(&self) -> Vec<String> {
+        let page: serde_json::Value = self.get_json("/v1/tickets").await;
+        let mut keys: Vec<String> = items(&page)
+            .iter()
+            .filter_map(|t| t["idempotencyKey"].as_str().map(String::from))
+            .collect();
+        keys.sort();
+        keys
+    }
+
     /// Names of the instances one organisation holds (deletions that finished are gone).
     pub async fn instance_names(&self, org: &str) -> Vec<String> {
         let page: serde_json::Value = self.get_json(&format!("/v1/orgs/{org}/instances")).await;
@@ -173,6 +217,14 @@ impl Simulator {
         names.sort();
         names
     }
+}
+
+/// One organisation the simulator holds, with the names of its users and instances.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct OrgContents {
+    pub name: String,
+    pub users: Vec<String>,
+    pub instances: Vec<String>,
 }
 
 fn items(page: &serde_json::Value) -> Vec<serde_json::Value> {
@@ -412,6 +464,49 @@ impl World {
             }),
         )
         .await
+    }
+
+    /// A grant of a customer `role` (e.g. `CustomerAdministrator`) on `customer` to the person `user`.
+    pub async fn customer_grant(&self, name: &str, user: &str, role: &str, customer: &str) -> AccessGrant {
+        self.apply(
+            Some(&self.namespace),
+            json!({
+                "metadata": {"name": name},
+                "spec": {
+                    "subject": {"kind": "User", "name": user, "email": format!("{user}@example.test")},
+                    "role": role,
+                    "scope": {"customerOrgRef": {"name": customer}}
+                }
+            }),
+        )
+        .await
+    }
+
+    /// An open Major SupportRequest about `customer`.
+    pub async fn support_request(&self, name: &str, customer: &str) -> SupportRequest {
+        self.apply(
+            Some(&self.namespace),
+            json!({
+                "metadata": {"name": name},
+                "spec": {
+                    "customerOrgRef": {"name": customer},
+                    "severity": "Major",
+                    "product": "Compute",
+                    "subject": format!("{name}: virtual machines do not start"),
+                    "description": "New VMs stay in Provisioning.",
+                    "contact": {"name": "Hank Scorpio", "email": "hank@globex.example"}
+                }
+            }),
+        )
+        .await
+    }
+
+    pub fn grants(&self) -> Api<AccessGrant> {
+        Api::namespaced(self.client.clone(), &self.namespace)
+    }
+
+    pub fn support_requests(&self) -> Api<SupportRequest> {
+        Api::namespaced(self.client.clone(), &self.namespace)
     }
 
     pub fn tenant(&self, customer: &str) -> String {
