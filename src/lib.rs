@@ -3,9 +3,9 @@
 //! The binary (`src/main.rs`) only parses the command line; everything else lives here where tests reach it.
 pub mod api;
 pub mod billing;
-pub mod controller;
+pub mod cli;
+pub mod controllers;
 pub mod endpoint;
-pub mod export;
 pub mod logging;
-pub mod org;
+pub mod runtime;
 pub mod simulator;

@@ -25,13 +25,13 @@ enum Command {
     },
     /// The organisations you hold a role in, and switching between them (sets the kubeconfig namespace).
     #[command(subcommand)]
-    Org(navigator::org::OrgCommand),
+    Org(navigator::cli::org::OrgCommand),
     /// Invoices: export them as CSV or JSON (needs only read access to them).
     #[command(subcommand)]
-    Invoice(navigator::export::InvoiceCommand),
+    Invoice(navigator::cli::export::InvoiceCommand),
     /// Usage: a CSV report per service, metric and customer from the invoices (needs only read access).
     #[command(subcommand)]
-    Usage(navigator::export::UsageCommand),
+    Usage(navigator::cli::export::UsageCommand),
 }
 
 /// Parses the command line. Installed as `kubectl-navigator` it is a kubectl plugin (`kubectl navigator org
@@ -91,12 +91,12 @@ struct LeaderElectionArgs {
 }
 
 impl LeaderElectionArgs {
-    fn election(&self) -> Option<navigator::controller::leader::LeaderElection> {
+    fn election(&self) -> Option<navigator::runtime::leader::LeaderElection> {
         self.leader_election
-            .then(|| navigator::controller::leader::LeaderElection {
+            .then(|| navigator::runtime::leader::LeaderElection {
                 namespace: self.leader_election_namespace.clone(),
                 lease_name: self.leader_election_lease_name.clone(),
-                identity: navigator::controller::leader::default_identity(),
+                identity: navigator::runtime::leader::default_identity(),
                 lease_duration: std::time::Duration::from_secs(self.leader_election_lease_seconds),
                 renew_margin: std::time::Duration::from_secs(self.leader_election_renew_margin_seconds),
             })
@@ -106,14 +106,14 @@ impl LeaderElectionArgs {
 async fn run(args: RunArgs) -> anyhow::Result<()> {
     navigator::logging::init(args.log_format);
     let client = kube::Client::try_default().await?;
-    let settings = navigator::controller::context::Settings {
+    let settings = navigator::runtime::context::Settings {
         resync: std::time::Duration::from_secs(args.resync_seconds),
         concurrency: args.concurrency,
         ..Default::default()
     };
-    navigator::controller::run(
+    navigator::controllers::run(
         client,
-        navigator::controller::RunOptions {
+        navigator::controllers::RunOptions {
             listen: args.listen,
             settings,
             selector: args.selector,
@@ -129,8 +129,8 @@ async fn main() -> anyhow::Result<()> {
         Command::Run(args) => run(args).await,
         Command::Simulator(args) => navigator::simulator::run(args).await,
         Command::Crds { out_dir } => navigator::api::crds::run(&out_dir, &mut std::io::stdout().lock()),
-        Command::Org(command) => navigator::org::run(command, &mut std::io::stdout().lock()).await,
-        Command::Invoice(command) => navigator::export::run_invoice(command, &mut std::io::stdout().lock()).await,
-        Command::Usage(command) => navigator::export::run_usage(command, &mut std::io::stdout().lock()).await,
+        Command::Org(command) => navigator::cli::org::run(command, &mut std::io::stdout().lock()).await,
+        Command::Invoice(command) => navigator::cli::export::run_invoice(command, &mut std::io::stdout().lock()).await,
+        Command::Usage(command) => navigator::cli::export::run_usage(command, &mut std::io::stdout().lock()).await,
     }
 }

@@ -1,7 +1,8 @@
 //! Billing: rating usage with a price book, invoices, burn-down of commitments, summaries and exports.
 //!
-//! Everything here is a pure function of its arguments: no Kubernetes, no network, no clock (the current
-//! instant is always a parameter), so the same inputs give the same invoice, byte for byte.
+//! Everything here but [`cluster`] is a pure function of its arguments: no Kubernetes, no network, no clock
+//! (the current instant is always a parameter), so the same inputs give the same invoice, byte for byte.
+//! [`cluster`] is the thin layer that reads usage from the endpoints and writes invoices and views.
 //!
 //! Decisions that hold throughout:
 //!
@@ -24,6 +25,7 @@
 //!   overage; the forecast is linear from the start of the term.
 
 mod burndown;
+pub mod cluster;
 mod export;
 mod invoice;
 mod money;

@@ -16,7 +16,7 @@ use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use kube::{Resource, ResourceExt};
 use navigator::api::access_grant::{GrantPhase, Role};
 use navigator::api::{AccessGrant, CommitmentContract, CustomerOrg, Invoice, ProviderOrg};
-use navigator::controller::access_grant::{
+use navigator::controllers::access_grant::{
     cluster_role, desired_binding, desired_directory, directory_name, reaches_customer_namespaces,
 };
 use serde::Deserialize;

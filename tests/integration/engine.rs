@@ -400,7 +400,7 @@ async fn deleting_a_customer_removes_its_instances_and_tenant_unless_orphaned() 
         let finalizers = customers.get(name).await.unwrap().finalizers().to_vec();
         assert_eq!(
             finalizers,
-            vec![navigator::controller::customer_org::FINALIZER.to_string()],
+            vec![navigator::controllers::customer_org::FINALIZER.to_string()],
             "customer {name} is guarded"
         );
     }

@@ -13,7 +13,7 @@ use kube::{Resource, ResourceExt};
 use navigator::api::{
     AccessGrant, CloudEndpoint, CloudServiceSubscription, CommitmentContract, CustomerOrg, ProviderOrg, SupportRequest,
 };
-use navigator::controller::reconciler::Object;
+use navigator::runtime::reconciler::Object;
 use navigator::simulator::stats::SimStats;
 use serde_json::json;
 

@@ -12,14 +12,14 @@ use kube::core::PartialObjectMeta;
 use kube::runtime::events::{Recorder, Reporter};
 use kube::runtime::reflector::{ObjectRef, Store};
 
-use super::clock::Clock;
-use super::metrics::Metrics;
-use super::reconciler::Object;
-use super::schedule::Backoff;
 use crate::api::{
     AccessGrant, CloudEndpoint, CloudServiceSubscription, CommitmentContract, CustomerOrg, ProviderOrg, SupportRequest,
 };
 use crate::endpoint::Driver;
+use crate::runtime::clock::Clock;
+use crate::runtime::metrics::Metrics;
+use crate::runtime::reconciler::Object;
+use crate::runtime::schedule::Backoff;
 
 /// Operator-wide timing and sizing.
 #[derive(Clone, Debug)]
@@ -133,8 +133,8 @@ impl Drivers {
         &self,
         endpoint: &str,
         built_from: &str,
-        build: impl FnOnce() -> Result<DriverEntry, super::error::Error>,
-    ) -> Result<DriverEntry, super::error::Error> {
+        build: impl FnOnce() -> Result<DriverEntry, crate::runtime::error::Error>,
+    ) -> Result<DriverEntry, crate::runtime::error::Error> {
         let mut entries = self.entries.write().expect("drivers");
         if let Some(entry) = entries.get(endpoint).filter(|e| e.built_from == built_from) {
             return Ok(entry.clone());
@@ -166,7 +166,7 @@ impl Context {
         store: &Store<K>,
         namespace: Option<&str>,
         name: &str,
-    ) -> Result<Option<Arc<K>>, super::error::Error> {
+    ) -> Result<Option<Arc<K>>, crate::runtime::error::Error> {
         let key = match namespace {
             Some(namespace) => ObjectRef::new(name).within(namespace),
             None => ObjectRef::new(name),

@@ -1,20 +1,20 @@
 //! ProviderOrg: the provider's namespace, its administrators' RoleBinding and what it is entitled to. Its
 //! billing (invoices, the current period's view, what is attributed to it) runs apart, in
-//! [`super::provider_billing`]; Ready summarises the `Billing` condition that writes.
+//! [`crate::controllers::provider_billing`]; Ready summarises the `Billing` condition that writes.
 
 use async_trait::async_trait;
 use kube::ResourceExt;
 
-use super::conditions::{self, Phase};
-use super::context::Context;
-use super::entitlement;
-use super::error::Error;
-use super::namespaces::{self, PROVIDER_ORG_LABEL};
-use super::part::{self, Part};
-use super::provider_billing::{self, ProviderBilling};
-use super::reconciler::{Managed, Outcome};
 use crate::api::ProviderOrg;
 use crate::api::provider_org::ProviderOrgStatus;
+use crate::controllers::entitlement;
+use crate::controllers::namespaces::{self, PROVIDER_ORG_LABEL};
+use crate::controllers::provider_billing::{self, ProviderBilling};
+use crate::runtime::conditions::{self, Phase};
+use crate::runtime::context::Context;
+use crate::runtime::error::Error;
+use crate::runtime::part::{self, Part};
+use crate::runtime::reconciler::{Managed, Outcome};
 
 crate::impl_object!(ProviderOrg, ProviderOrgStatus, cluster);
 
@@ -67,7 +67,7 @@ impl Managed for ProviderOrg {
             .filter_map(|c| entitlement::next_boundary(&c.spec, today))
             .min();
         let requeue = next
-            .and_then(|day| super::commitment_contract::until_day(ctx, day))
+            .and_then(|day| crate::controllers::commitment_contract::until_day(ctx, day))
             .map_or(ctx.settings.resync, |until| until.min(ctx.settings.resync));
 
         // Billing runs apart; what it last found shows here too (in Ready, Stalled or Synced, with an Event

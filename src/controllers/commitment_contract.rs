@@ -1,5 +1,5 @@
 //! CommitmentContract: its phase (Pending, Active, Expired) from its dates, re-evaluated at each boundary,
-//! and its consumption, remaining commitment and forecast (see [`super::billing_views`]).
+//! and its consumption, remaining commitment and forecast (see [`crate::billing::cluster::views`]).
 
 use std::time::Duration;
 
@@ -8,14 +8,14 @@ use jiff::civil::Date;
 use jiff::tz::TimeZone;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
-use super::billing_views;
-use super::conditions::Phase;
-use super::context::Context;
-use super::entitlement;
-use super::error::Error;
-use super::reconciler::{Managed, Outcome};
 use crate::api::CommitmentContract;
 use crate::api::commitment_contract::{CommitmentContractStatus, ContractPhase};
+use crate::billing::cluster::views;
+use crate::controllers::entitlement;
+use crate::runtime::conditions::Phase;
+use crate::runtime::context::Context;
+use crate::runtime::error::Error;
+use crate::runtime::reconciler::{Managed, Outcome};
 
 crate::impl_object!(CommitmentContract, CommitmentContractStatus, namespaced);
 
@@ -49,22 +49,22 @@ impl Managed for CommitmentContract {
         let final_already = phase == ContractPhase::Expired
             && status.consumed.is_some()
             && status.observed_generation == self.metadata.generation
-            && billing_views::term(&self.spec).is_ok_and(|t| status.as_of.as_ref().is_some_and(|a| a.0 == t.end()));
+            && views::term(&self.spec).is_ok_and(|t| status.as_of.as_ref().is_some_and(|a| a.0 == t.end()));
         if phase == ContractPhase::Pending {
             (status.as_of, status.consumed, status.remaining, status.forecast) = (None, None, None, None);
         } else if !final_already {
-            match billing_views::contract_view(self, ctx).await {
+            match views::contract_view(self, ctx).await {
                 Ok(view) => {
                     status.as_of = Some(Time(view.as_of));
                     status.consumed = Some(view.consumed);
                     status.remaining = Some(view.remaining);
                     status.forecast = view.forecast;
                 }
-                Err(error) => outcome_phase = billing_views::about("consumption", error.phase()),
+                Err(error) => outcome_phase = views::about("consumption", error.phase()),
             }
         }
         if phase == ContractPhase::Active {
-            requeue = requeue.min(billing_views::until_next_refresh(ctx.clock.now()));
+            requeue = requeue.min(views::until_next_refresh(ctx.clock.now()));
         }
         Ok(Outcome::new(status, outcome_phase).requeue_after(requeue))
     }

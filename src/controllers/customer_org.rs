@@ -2,7 +2,7 @@
 //! on deletion, its subscriptions and grants go first, then the tenant organisation.
 //!
 //! A tenant belongs to exactly one CustomerOrg: before anything is written on the endpoint, the CustomerOrg
-//! claims its tenant ([`super::tenant_claim`]). One whose tenant another CustomerOrg holds stalls with reason
+//! claims its tenant ([`crate::controllers::tenant_claim`]). One whose tenant another CustomerOrg holds stalls with reason
 //! `TenantClaimed`, has no external id (so its subscriptions, grants and support requests never act on the
 //! endpoint) and, when deleted, leaves the endpoint alone. Only the holder changes or deletes the tenant, and
 //! it releases the claim last.
@@ -14,19 +14,19 @@ use kube::ResourceExt;
 use kube::api::{Api, DeleteParams, ListParams};
 use tracing::info;
 
-use super::cloud_endpoint::{driver_for, refresh_driver, require_endpoint};
-use super::conditions::{self, Phase};
-use super::context::{Context, DriverEntry};
-use super::create_protocol::{self, Creating};
-use super::entitlement;
-use super::error::Error;
-use super::namespaces::{self, CUSTOMER_ORG_LABEL, PROVIDER_NAMESPACE_LABEL};
-use super::reconciler::{Cleanup, Managed, Outcome};
-use super::tenant_claim::{self, Claimed, TENANT_CLAIMED};
 use crate::api::common::DeletionPolicy;
 use crate::api::customer_org::{CustomerOrgState, CustomerOrgStatus};
 use crate::api::{AccessGrant, CloudEndpoint, CloudServiceSubscription, CustomerOrg};
+use crate::controllers::cloud_endpoint::{driver_for, refresh_driver, require_endpoint};
+use crate::controllers::entitlement;
+use crate::controllers::namespaces::{self, CUSTOMER_ORG_LABEL, PROVIDER_NAMESPACE_LABEL};
+use crate::controllers::tenant_claim::{self, Claimed, TENANT_CLAIMED};
 use crate::endpoint::{Deletion, DriverError, ExternalOrg, OrgDesired};
+use crate::runtime::conditions::{self, Phase};
+use crate::runtime::context::{Context, DriverEntry};
+use crate::runtime::create_protocol::{self, Creating};
+use crate::runtime::error::Error;
+use crate::runtime::reconciler::{Cleanup, Managed, Outcome};
 
 crate::impl_object!(CustomerOrg, CustomerOrgStatus, namespaced);
 

@@ -4,7 +4,7 @@
 //! - `/readyz`: `200` when this instance is useful. A leader (or the only instance) is ready once every
 //!   cache has its first full list, so its reconciles see the whole picture; a standby waiting for the
 //!   leader lease is ready as it is (it stands in for the leader when needed). `503` otherwise, with why.
-//! - `/metrics`: Prometheus metrics in the OpenMetrics text format (see [`super::metrics`]).
+//! - `/metrics`: Prometheus metrics in the OpenMetrics text format (see [`crate::runtime::metrics`]).
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -17,10 +17,10 @@ use axum::response::IntoResponse;
 use axum::routing::get;
 use kube::runtime::reflector::Store;
 
-use super::context::Context;
-use super::leader::{Leadership, Role};
-use super::reconciler::Object;
 use crate::api::conditions::{READY, find};
+use crate::runtime::context::Context;
+use crate::runtime::leader::{Leadership, Role};
+use crate::runtime::reconciler::Object;
 
 struct ServerState {
     ctx: Arc<Context>,

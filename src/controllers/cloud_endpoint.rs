@@ -10,15 +10,15 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::api::Api;
 use kube::{Resource, ResourceExt};
 
-use super::conditions::Phase;
-use super::context::{Context, DriverEntry};
-use super::error::Error;
-use super::reconciler::{Managed, Outcome};
 use crate::api::CloudEndpoint;
 use crate::api::cloud_endpoint::{CloudEndpointStatus, EndpointDriver, EndpointMetric, EndpointService};
 use crate::api::common::parse_duration;
 use crate::endpoint::http::RequestObserver;
 use crate::endpoint::{Driver, EndpointInfo, HttpDriver, HttpDriverConfig};
+use crate::runtime::conditions::Phase;
+use crate::runtime::context::{Context, DriverEntry};
+use crate::runtime::error::Error;
+use crate::runtime::reconciler::{Managed, Outcome};
 
 crate::impl_object!(CloudEndpoint, CloudEndpointStatus, cluster);
 

@@ -16,7 +16,7 @@ use k8s_openapi::api::authorization::v1::{ResourceRule, SelfSubjectRulesReview, 
 use k8s_openapi::api::core::v1::Namespace;
 use kube::api::{Api, ListParams, PostParams};
 
-use crate::controller::namespaces::{CUSTOMER_ORG_LABEL, MANAGED_BY, PROVIDER_NAMESPACE_LABEL, PROVIDER_ORG_LABEL};
+use crate::controllers::namespaces::{CUSTOMER_ORG_LABEL, MANAGED_BY, PROVIDER_NAMESPACE_LABEL, PROVIDER_ORG_LABEL};
 
 const GROUP: &str = "navigator.cloudpartner.io";
 

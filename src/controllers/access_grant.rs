@@ -24,18 +24,18 @@ use kube::api::{Api, ListParams, ObjectMeta, Patch, PatchParams};
 use kube::runtime::reflector::ObjectRef;
 use kube::{Resource, ResourceExt};
 
-use super::cloud_endpoint::driver_for;
-use super::conditions::Phase;
-use super::context::Context;
-use super::create_protocol::{self, Creating};
-use super::customer_org::{customer_namespace, provisioned};
-use super::error::Error;
-use super::namespaces::{MANAGED_BY, delete_if_present, rbac_subjects};
-use super::reconciler::{Cleanup, FIELD_MANAGER, Managed, Object, Outcome};
 use crate::api::access_grant::{AccessGrantStatus, BindingRef, EndpointUser, GrantPhase, Role};
 use crate::api::common::SubjectKind;
 use crate::api::{AccessGrant, CustomerOrg};
+use crate::controllers::cloud_endpoint::driver_for;
+use crate::controllers::customer_org::{customer_namespace, provisioned};
+use crate::controllers::namespaces::{MANAGED_BY, delete_if_present, rbac_subjects};
 use crate::endpoint::{Deletion, DriverError, UserDesired};
+use crate::runtime::conditions::Phase;
+use crate::runtime::context::Context;
+use crate::runtime::create_protocol::{self, Creating};
+use crate::runtime::error::Error;
+use crate::runtime::reconciler::{Cleanup, FIELD_MANAGER, Managed, Object, Outcome};
 
 crate::impl_object!(AccessGrant, AccessGrantStatus, namespaced);
 
@@ -450,7 +450,7 @@ impl AccessGrant {
         let Some(customer) = ctx
             .cached_or_live(&ctx.stores.customers, Some(&namespace), customer_name)
             .await?
-            .filter(|c| super::customer_org::holds_tenant(c))
+            .filter(|c| crate::controllers::customer_org::holds_tenant(c))
         else {
             return Ok(());
         };
@@ -587,7 +587,7 @@ impl Managed for AccessGrant {
             });
         let regular = outcome
             .requeue_after
-            .unwrap_or_else(|| super::schedule::after(&outcome.phase, &ctx.settings));
+            .unwrap_or_else(|| crate::runtime::schedule::after(&outcome.phase, &ctx.settings));
         Ok(match until_expiry {
             Some(until) if until <= regular => outcome.requeue_exactly_after(until),
             _ => outcome,
@@ -680,7 +680,7 @@ mod tests {
         // The ProviderOrg controller binds administrators to the same catalogue role.
         assert_eq!(
             cluster_role(Role::ProviderAdministrator),
-            super::super::provider_org::ADMINISTRATOR_ROLE
+            crate::controllers::provider_org::ADMINISTRATOR_ROLE
         );
         let names: BTreeSet<String> = Role::ALL.into_iter().map(cluster_role).collect();
         assert_eq!(names.len(), Role::ALL.len(), "names are distinct");
@@ -814,7 +814,7 @@ mod tests {
     }
 
     /// Empty caches, but for a provider with namespace `acme`.
-    fn stores_with_provider() -> (super::super::context::Stores, Writers) {
+    fn stores_with_provider() -> (crate::runtime::context::Stores, Writers) {
         use kube::runtime::reflector::store;
         let (providers, mut providers_writer) = store();
         let provider: crate::api::ProviderOrg = serde_json::from_value(serde_json::json!({
@@ -827,7 +827,7 @@ mod tests {
         let (grant_bindings, bindings) = store();
         let (grant_roles, roles) = store();
         let (grant_role_bindings, role_bindings) = store();
-        let stores = super::super::context::Stores {
+        let stores = crate::runtime::context::Stores {
             endpoints: store().0,
             providers,
             contracts: store().0,
@@ -835,7 +835,7 @@ mod tests {
             subscriptions: store().0,
             grants: store().0,
             support_requests: store().0,
-            children: super::super::context::Children {
+            children: crate::runtime::context::Children {
                 provider_namespaces: store().0,
                 customer_namespaces: store().0,
                 administrator_bindings: store().0,
@@ -861,7 +861,7 @@ mod tests {
         let ctx = Context::new(
             client,
             Default::default(),
-            Arc::new(super::super::clock::SystemClock),
+            Arc::new(crate::runtime::clock::SystemClock),
             stores,
             Default::default(),
         );

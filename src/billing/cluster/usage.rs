@@ -15,12 +15,12 @@ use jiff::{SignedDuration, Timestamp};
 use kube::ResourceExt;
 use tokio::sync::Semaphore;
 
-use super::cloud_endpoint::driver_for;
-use super::context::Context;
-use super::error::Error;
 use crate::api::{CloudServiceSubscription, CommitmentContract, CustomerOrg};
 use crate::billing;
+use crate::controllers::cloud_endpoint::driver_for;
 use crate::endpoint::{self, DriverError, UsageWindow};
+use crate::runtime::context::Context;
+use crate::runtime::error::Error;
 
 /// Usage reads one pass (a provider's invoices, its view, a contract's view) keeps in flight at most.
 pub const READS_PER_PASS: usize = 16;
@@ -43,7 +43,7 @@ impl Wanted {
             customer: customer.name_any(),
             tenant: customer.spec.tenant_name.clone(),
             // A customer that does not hold its tenant used nothing: the usage there is another customer's.
-            endpoints: if super::customer_org::holds_tenant(customer) {
+            endpoints: if crate::controllers::customer_org::holds_tenant(customer) {
                 endpoints
             } else {
                 BTreeSet::new()

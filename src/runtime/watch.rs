@@ -1,35 +1,8 @@
-//! The controllers: one generic reconciler ([`reconciler`]) driving every kind, wired up by [`run`].
-//!
-//! Each kind's file holds only what is particular to it (what `apply` and `cleanup` do); conditions,
-//! finalizers, status writes, events, requeues and backoff are the reconciler's, the same for all.
-
-pub mod access_grant;
-pub mod billing_views;
-pub mod clock;
-pub mod cloud_endpoint;
-pub mod commitment_contract;
-pub mod conditions;
-pub mod context;
-pub mod create_protocol;
-pub mod customer_org;
-pub mod entitlement;
-pub mod error;
-pub mod invoicing;
-pub mod leader;
-pub mod metrics;
-pub mod namespaces;
-pub mod part;
-pub mod provider_billing;
-pub mod provider_org;
-pub mod quota;
-pub mod reconciler;
-pub mod schedule;
-pub mod server;
-pub mod subscription;
-pub mod support_request;
-pub mod tenant_claim;
-pub mod usage;
-pub mod wake;
+//! Watches and controllers, the same for every kind: a watch feeding a shared cache that parses objects one
+//! by one (one that no longer parses is reported and skipped), re-lists after an error with its own short
+//! backoff, and logs when it is lost and when it is back; the controller of a kind, reconciling what
+//! changed and, after an outage, what had work pending; the controller of a [`part::Part`] of a kind; and
+//! watches of the objects Navigator writes for a kind, handed to the owner's controller.
 
 use std::fmt::Debug;
 use std::hash::{Hash, Hasher};
@@ -37,69 +10,23 @@ use std::sync::Arc;
 
 use futures::{FutureExt, StreamExt, TryStreamExt};
 use k8s_openapi::api::core::v1::{Namespace, ObjectReference};
-use kube::api::{Api, ApiResource, DynamicObject, ListParams, ObjectMeta};
+use kube::api::{Api, ApiResource, DynamicObject, ObjectMeta};
 use kube::core::PartialObjectMeta;
 use kube::runtime::controller::{Config as ControllerConfig, Controller};
 use kube::runtime::events::{Event, EventType, Recorder};
 use kube::runtime::reflector::{self, ObjectRef};
 use kube::runtime::{WatchStreamExt, watcher};
-use kube::{CustomResourceExt, Resource, ResourceExt};
+use kube::{Resource, ResourceExt};
 use serde::de::DeserializeOwned;
 use tracing::{debug, info, warn};
 
-use crate::api::{
-    AccessGrant, CloudEndpoint, CloudServiceSubscription, CommitmentContract, CustomerOrg, ProviderOrg, SupportRequest,
-};
-use access_grant::GRANT_UID_LABEL;
-use context::{Children, Context, Settings, Stores};
-use namespaces::{CUSTOMER_ORG_LABEL, PROVIDER_ORG_LABEL};
-use reconciler::{Managed, error_policy, reconcile};
-
-/// Where `navigator run` listens and how it paces itself.
-#[derive(Clone, Debug)]
-pub struct RunOptions {
-    pub listen: std::net::SocketAddr,
-    pub settings: Settings,
-    /// Only objects whose labels match this selector are seen (for sharding, or instances side by side).
-    pub selector: Option<String>,
-    /// Reconcile only while holding this Lease (several replicas, one leader); always when `None`.
-    pub leader_election: Option<leader::LeaderElection>,
-}
-
-/// Checks that every Navigator CRD is installed, with one cheap list per kind, so a missing CRD is a clear
-/// message at start rather than a watch failing forever.
-pub async fn check_crds(client: &kube::Client) -> anyhow::Result<()> {
-    async fn check<K>(client: &kube::Client) -> anyhow::Result<()>
-    where
-        K: Resource<DynamicType = ()> + CustomResourceExt + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
-    {
-        match Api::<K>::all(client.clone())
-            .list_metadata(&ListParams::default().limit(1))
-            .await
-        {
-            Ok(_) => Ok(()),
-            Err(kube::Error::Api(status)) if status.code == 404 => anyhow::bail!(
-                "the CustomResourceDefinition {} is not installed; install the CRDs first (kubectl apply -f crds/, or the Helm chart)",
-                K::crd_name()
-            ),
-            Err(error) => Err(anyhow::anyhow!("cannot list {}: {error}", K::crd_name())),
-        }
-    }
-    check::<CloudEndpoint>(client).await?;
-    check::<ProviderOrg>(client).await?;
-    check::<CommitmentContract>(client).await?;
-    check::<CustomerOrg>(client).await?;
-    check::<CloudServiceSubscription>(client).await?;
-    check::<AccessGrant>(client).await?;
-    check::<SupportRequest>(client).await?;
-    check::<crate::api::Invoice>(client).await?;
-    check::<crate::api::TenantClaim>(client).await?;
-    Ok(())
-}
+use super::context::Context;
+use super::reconciler::{self, Managed, error_policy, reconcile};
+use super::{error, part, schedule, server};
 
 /// Changes that need a reconcile: the spec (generation), deletion, and the create-pending marker; a status
 /// write of our own does not wake the object again.
-fn spec_key<K: Resource>(obj: &K) -> Option<u64> {
+pub(crate) fn spec_key<K: Resource>(obj: &K) -> Option<u64> {
     let mut hasher = std::collections::hash_map::DefaultHasher::new();
     obj.meta().generation.hash(&mut hasher);
     obj.meta().deletion_timestamp.is_some().hash(&mut hasher);
@@ -108,13 +35,16 @@ fn spec_key<K: Resource>(obj: &K) -> Option<u64> {
 }
 
 /// What a watch can cache: Navigator's kinds and the Kubernetes objects it writes for them.
-trait Cacheable: Resource<DynamicType = ()> + Clone + DeserializeOwned + Debug + Send + Sync + 'static {}
+pub(crate) trait Cacheable:
+    Resource<DynamicType = ()> + Clone + DeserializeOwned + Debug + Send + Sync + 'static
+{
+}
 
 impl<K> Cacheable for K where K: Resource<DynamicType = ()> + Clone + DeserializeOwned + Debug + Send + Sync + 'static {}
 
 /// [`spec_key`], and the conditions other writers set (a [`part::Part`]'s): Ready summarises them, so a
 /// change of one reconciles the kind again (a status write of its own still does not).
-fn change_key<K: reconciler::Object>(obj: &K) -> Option<u64> {
+pub(crate) fn change_key<K: reconciler::Object>(obj: &K) -> Option<u64> {
     let mut hasher = std::collections::hash_map::DefaultHasher::new();
     spec_key(obj).hash(&mut hasher);
     let conditions = obj.status().map(K::conditions).unwrap_or_default();
@@ -129,7 +59,7 @@ fn change_key<K: reconciler::Object>(obj: &K) -> Option<u64> {
 
 /// The controller of a [`part::Part`] of a kind, over the kind's cache: it sees the objects its kind's
 /// watch sends it (`objects`), reconciling those whose spec changed, deletion aside.
-fn part_controller<P: part::Part>(
+pub(crate) fn part_controller<P: part::Part>(
     objects: futures::channel::mpsc::UnboundedReceiver<P::Kind>,
     store: reflector::Store<P::Kind>,
 ) -> Controller<P::Kind> {
@@ -141,7 +71,7 @@ fn part_controller<P: part::Part>(
 
 /// The controller of one kind: a watch feeding the kind's shared cache ([`watched`]), reconciling what
 /// changed, plus the objects with pending work whenever the watch comes back after being lost.
-fn controller<K: Managed>(
+pub(crate) fn controller<K: Managed>(
     client: &kube::Client,
     config: &watcher::Config,
     writer: reflector::store::Writer<K>,
@@ -166,7 +96,7 @@ fn controller<K: Managed>(
 }
 
 /// Not Ready yet, or being deleted: work that an outage may have left waiting on a long backoff.
-fn has_pending_work<K: reconciler::Object>(obj: &K) -> bool {
+pub(crate) fn has_pending_work<K: reconciler::Object>(obj: &K) -> bool {
     obj.meta().deletion_timestamp.is_some()
         || !obj
             .status()
@@ -175,7 +105,7 @@ fn has_pending_work<K: reconciler::Object>(obj: &K) -> bool {
 
 /// A watch of one kind feeding its shared cache ([`cached`]); `on_change` sees every object after the cache
 /// has it (to wake dependents), and only changes that need a reconcile reach the controller.
-fn watched<K: Managed>(
+pub(crate) fn watched<K: Managed>(
     client: &kube::Client,
     config: &watcher::Config,
     writer: reflector::store::Writer<K>,
@@ -195,7 +125,7 @@ fn watched<K: Managed>(
 /// logs and in the readiness of the caches). A lost watch (the API server restarting, say) is logged once,
 /// retried within seconds, and logged again when it is back, when `on_restored` gets the cache (which kept
 /// serving reconciles meanwhile).
-fn cached<K: Cacheable>(
+pub(crate) fn cached<K: Cacheable>(
     name: String,
     events: impl futures::Stream<Item = Result<watcher::Event<K>, watcher::Error>> + Send + 'static,
     writer: reflector::store::Writer<K>,
@@ -234,7 +164,7 @@ fn cached<K: Cacheable>(
 /// resourceVersion, so nothing would tell that it is back; a fresh list does (its `InitDone` event), and it
 /// also brings back anything the cache missed while the watch was down. The backoff starts over only once
 /// events flow again (a list's `Init` comes before its request, so it proves nothing).
-fn relisting<K, S>(
+pub(crate) fn relisting<K, S>(
     start: impl Fn() -> S + Send + 'static,
 ) -> impl futures::Stream<Item = Result<watcher::Event<K>, watcher::Error>> + Send + 'static
 where
@@ -272,7 +202,7 @@ where
 /// parses (stored under an older schema, say) cannot stall the others of its kind: kube's typed watcher
 /// fails the whole list on it, and retries forever. Such an object is reported, in the log and with a
 /// Warning Event on it, and skipped: the cache keeps the version it last read, if any.
-fn tolerant_watcher<K: Cacheable>(
+pub(crate) fn tolerant_watcher<K: Cacheable>(
     client: &kube::Client,
     config: &watcher::Config,
     cache: reflector::Store<K>,
@@ -295,13 +225,13 @@ fn tolerant_watcher<K: Cacheable>(
 
 /// An object that does not parse as its kind: its metadata, and what does not fit.
 #[derive(Debug)]
-struct Unparsable {
+pub(crate) struct Unparsable {
     metadata: Box<ObjectMeta>,
     error: String,
 }
 
 /// Parses a raw object as `K`; the error names the field that does not fit (`spec.x: invalid type: ...`).
-fn parse<K: Cacheable>(raw: DynamicObject) -> Result<K, Unparsable> {
+pub(crate) fn parse<K: Cacheable>(raw: DynamicObject) -> Result<K, Unparsable> {
     let DynamicObject { mut metadata, data, .. } = raw;
     // Dropped before the cache anyway (see `cached`): not worth converting.
     metadata.managed_fields = None;
@@ -321,7 +251,7 @@ fn parse<K: Cacheable>(raw: DynamicObject) -> Result<K, Unparsable> {
 /// What the cache of `K` gets for one raw watch event, and the object to report if it does not parse. Of
 /// an object that does not parse, an update is skipped, a relist keeps the version the cache last read, and
 /// a deletion removes that version.
-fn typed_event<K: Cacheable>(
+pub(crate) fn typed_event<K: Cacheable>(
     event: watcher::Event<DynamicObject>,
     cache: &reflector::Store<K>,
 ) -> (Option<watcher::Event<K>>, Option<Unparsable>) {
@@ -354,7 +284,7 @@ fn typed_event<K: Cacheable>(
 
 /// Says that an object cannot be read: a warning in the log, and a Warning Event on the object (sent in the
 /// background, so the watch does not wait on it).
-fn report_unparsable<K: Cacheable>(bad: Unparsable, recorder: &Recorder) {
+pub(crate) fn report_unparsable<K: Cacheable>(bad: Unparsable, recorder: &Recorder) {
     let kind = K::kind(&()).to_string();
     let name = bad.metadata.name.clone().unwrap_or_default();
     let object = match &bad.metadata.namespace {
@@ -387,7 +317,7 @@ fn report_unparsable<K: Cacheable>(bad: Unparsable, recorder: &Recorder) {
 }
 
 /// The note of the Unparsable Event: what does not fit, and what to do (an Event note holds at most 1 kB).
-fn unparsable_note(kind: &str, error: &str) -> String {
+pub(crate) fn unparsable_note(kind: &str, error: &str) -> String {
     let mut note = format!(
         "Navigator cannot read this {kind} and skips it until it is fixed (was it stored under an older version of the CRD? re-apply it): {error}"
     );
@@ -407,7 +337,7 @@ fn unparsable_note(kind: &str, error: &str) -> String {
 /// that changes or goes handed on, for the owner's controller to map to its owner (`watches_stream`). The
 /// first full list is not handed on (every owner reconciles at start anyway), and of a relist (after the
 /// watch lost its place) only what changed meanwhile.
-fn children<C: Cacheable>(
+pub(crate) fn children<C: Cacheable>(
     name: &str,
     events: impl futures::Stream<Item = Result<watcher::Event<C>, watcher::Error>> + Send + 'static,
     writer: reflector::store::Writer<C>,
@@ -420,7 +350,11 @@ fn children<C: Cacheable>(
 
 /// The object of a watch event that [`children`] hands on, if any; `listed` says whether the first full
 /// list is done, `cache` is the store the watch feeds.
-fn touched<C: Cacheable>(event: watcher::Event<C>, listed: &mut bool, cache: &reflector::Store<C>) -> Option<C> {
+pub(crate) fn touched<C: Cacheable>(
+    event: watcher::Event<C>,
+    listed: &mut bool,
+    cache: &reflector::Store<C>,
+) -> Option<C> {
     match event {
         watcher::Event::Apply(obj) | watcher::Event::Delete(obj) => Some(obj),
         // Until the relist is done, the cache holds what it had before.
@@ -439,7 +373,7 @@ fn touched<C: Cacheable>(event: watcher::Event<C>, listed: &mut bool, cache: &re
 }
 
 /// Wiring a controller to the objects Navigator writes for its kind.
-trait WatchesChildren<K: Managed> {
+pub(crate) trait WatchesChildren<K: Managed> {
     /// Reconciles the owner (found by `owner` from a child's labels or annotations) of each child of kind `C`
     /// that changes or goes, watched by `events` into `writer`'s cache (see [`children`]).
     fn watches_children<C: Cacheable>(
@@ -464,12 +398,12 @@ impl<K: Managed> WatchesChildren<K> for Controller<K> {
 }
 
 /// Watch settings for the objects carrying label `key` (Navigator's own label on what it writes).
-fn labelled(key: &str) -> watcher::Config {
+pub(crate) fn labelled(key: &str) -> watcher::Config {
     watcher::Config::default().any_semantic().labels(key)
 }
 
 /// The whole objects of kind `C` carrying label `key`, for the cache behind `writer`.
-fn whole<C: Cacheable>(
+pub(crate) fn whole<C: Cacheable>(
     client: &kube::Client,
     key: &str,
     writer: &reflector::store::Writer<C>,
@@ -480,7 +414,7 @@ fn whole<C: Cacheable>(
 }
 
 /// The namespaces carrying label `key`, metadata only: their labels are all a reconcile compares.
-fn namespace_metadata(
+pub(crate) fn namespace_metadata(
     client: &kube::Client,
     key: &str,
 ) -> impl futures::Stream<Item = Result<watcher::Event<PartialObjectMeta<Namespace>>, watcher::Error>> + Send + use<> {
@@ -488,28 +422,21 @@ fn namespace_metadata(
     relisting(move || watcher(Api::<PartialObjectMeta<Namespace>>::all(client.clone()), config.clone()))
 }
 
-/// A change hook calling one of the [`wake::Wakers`] methods.
-fn wake_on<K: 'static>(
-    wakers: &wake::Wakers,
-    stores: &Stores,
-    wake: fn(&wake::Wakers, &Stores, &K),
-) -> impl Fn(&K) + Send + 'static {
-    let (wakers, stores) = (wakers.clone(), stores.clone());
-    move |obj| wake(&wakers, &stores, obj)
-}
-
-fn drive<K: Managed>(controller: Controller<K>, ctx: Arc<Context>) -> futures::future::BoxFuture<'static, ()> {
+pub(crate) fn drive<K: Managed>(
+    controller: Controller<K>,
+    ctx: Arc<Context>,
+) -> futures::future::BoxFuture<'static, ()> {
     run_controller(controller, reconcile::<K>, error_policy::<K>, ctx)
 }
 
-fn drive_part<P: part::Part>(
+pub(crate) fn drive_part<P: part::Part>(
     controller: Controller<P::Kind>,
     ctx: Arc<Context>,
 ) -> futures::future::BoxFuture<'static, ()> {
     run_controller(controller, part::reconcile::<P>, part::error_policy::<P>, ctx)
 }
 
-fn run_controller<K, Fut>(
+pub(crate) fn run_controller<K, Fut>(
     controller: Controller<K>,
     reconcile: fn(Arc<K>, Arc<Context>) -> Fut,
     error_policy: fn(Arc<K>, &error::Error, Arc<Context>) -> kube::runtime::controller::Action,
@@ -528,192 +455,10 @@ where
         .boxed()
 }
 
-/// Runs every controller and the health and metrics server until a shutdown signal.
-pub async fn run(client: kube::Client, options: RunOptions) -> anyhow::Result<()> {
-    check_crds(&client).await?;
-    let mut config = watcher::Config::default().any_semantic();
-    if let Some(selector) = &options.selector {
-        config = config.labels(selector);
-    }
-    let (endpoints, endpoints_writer) = reflector::store::<CloudEndpoint>();
-    let (providers, providers_writer) = reflector::store::<ProviderOrg>();
-    let (contracts, contracts_writer) = reflector::store::<CommitmentContract>();
-    let (customers, customers_writer) = reflector::store::<CustomerOrg>();
-    let (subscriptions, subscriptions_writer) = reflector::store::<CloudServiceSubscription>();
-    let (grants, grants_writer) = reflector::store::<AccessGrant>();
-    let (support_requests, support_requests_writer) = reflector::store::<SupportRequest>();
-    let (provider_namespaces, provider_namespaces_writer) = reflector::store();
-    let (customer_namespaces, customer_namespaces_writer) = reflector::store();
-    let (administrator_bindings, administrator_bindings_writer) = reflector::store();
-    let (grant_bindings, grant_bindings_writer) = reflector::store();
-    let (grant_roles, grant_roles_writer) = reflector::store();
-    let (grant_role_bindings, grant_role_bindings_writer) = reflector::store();
-    let stores = Stores {
-        endpoints: endpoints.clone(),
-        providers: providers.clone(),
-        contracts: contracts.clone(),
-        customers: customers.clone(),
-        subscriptions: subscriptions.clone(),
-        grants: grants.clone(),
-        support_requests: support_requests.clone(),
-        children: Children {
-            provider_namespaces,
-            customer_namespaces,
-            administrator_bindings,
-            grant_bindings,
-            grant_roles,
-            grant_role_bindings,
-        },
-    };
-    let (wake_customers, customers_to_wake) = futures::channel::mpsc::unbounded();
-    let (wake_subscriptions, subscriptions_to_wake) = futures::channel::mpsc::unbounded();
-    let (wake_grants, grants_to_wake) = futures::channel::mpsc::unbounded();
-    let (wake_support_requests, support_requests_to_wake) = futures::channel::mpsc::unbounded();
-    let (wake_providers, providers_to_wake) = futures::channel::mpsc::unbounded();
-    let (wake_contracts, contracts_to_wake) = futures::channel::mpsc::unbounded();
-    let wakers = wake::Wakers {
-        customers: wake_customers,
-        subscriptions: wake_subscriptions,
-        grants: wake_grants,
-        support_requests: wake_support_requests,
-        providers: wake_providers,
-        contracts: wake_contracts,
-    };
-    let metrics = Arc::new(metrics::Metrics::default());
-    let ctx = Arc::new(Context::new(
-        client.clone(),
-        options.settings.clone(),
-        Arc::new(clock::SystemClock),
-        stores.clone(),
-        metrics,
-    ));
-    let recorder = &ctx.recorder;
-
-    let endpoint_controller = controller(
-        &client,
-        &config,
-        endpoints_writer,
-        recorder,
-        wake_on(&wakers, &stores, wake::Wakers::endpoint_changed),
-    );
-    // What Navigator writes for providers, customers and grants is watched by the labels it puts on them
-    // (metadata only for namespaces), so one deleted or edited by someone else is repaired at once.
-    // Billing is a second controller over the ProviderOrg cache, fed by the same watch.
-    let (to_billing, providers_to_bill) = futures::channel::mpsc::unbounded();
-    let wake_provider_dependents = wake_on(&wakers, &stores, wake::Wakers::provider_changed);
-    let provider_controller = controller(
-        &client,
-        &config,
-        providers_writer,
-        recorder,
-        move |provider: &ProviderOrg| {
-            wake_provider_dependents(provider);
-            let _ = to_billing.unbounded_send(provider.clone());
-        },
-    )
-    .watches_children(
-        "ProviderOrg namespaces",
-        namespace_metadata(&client, PROVIDER_ORG_LABEL),
-        provider_namespaces_writer,
-        namespaces::provider_owner,
-    )
-    .watches_children(
-        "ProviderOrg RoleBindings",
-        whole(&client, PROVIDER_ORG_LABEL, &administrator_bindings_writer, recorder),
-        administrator_bindings_writer,
-        namespaces::provider_owner,
-    );
-    let billing_controller = part_controller::<provider_billing::ProviderBilling>(providers_to_bill, providers.clone());
-    let contract_controller = controller(
-        &client,
-        &config,
-        contracts_writer,
-        recorder,
-        wake_on(&wakers, &stores, wake::Wakers::contract_changed),
-    );
-    let customer_controller = controller(
-        &client,
-        &config,
-        customers_writer,
-        recorder,
-        wake_on(&wakers, &stores, wake::Wakers::customer_changed),
-    )
-    .watches_children(
-        "CustomerOrg namespaces",
-        namespace_metadata(&client, CUSTOMER_ORG_LABEL),
-        customer_namespaces_writer,
-        namespaces::customer_owner,
-    );
-    let subscription_controller = controller(
-        &client,
-        &config,
-        subscriptions_writer,
-        recorder,
-        |_: &CloudServiceSubscription| {},
-    );
-    let grant_controller = controller(&client, &config, grants_writer, recorder, |_: &AccessGrant| {})
-        .watches_children(
-            "AccessGrant RoleBindings",
-            whole(&client, GRANT_UID_LABEL, &grant_bindings_writer, recorder),
-            grant_bindings_writer,
-            access_grant::grant_owner,
-        )
-        .watches_children(
-            "AccessGrant ClusterRoles",
-            whole(&client, GRANT_UID_LABEL, &grant_roles_writer, recorder),
-            grant_roles_writer,
-            access_grant::grant_owner,
-        )
-        .watches_children(
-            "AccessGrant ClusterRoleBindings",
-            whole(&client, GRANT_UID_LABEL, &grant_role_bindings_writer, recorder),
-            grant_role_bindings_writer,
-            access_grant::grant_owner,
-        );
-    let support_request_controller = controller(
-        &client,
-        &config,
-        support_requests_writer,
-        recorder,
-        |_: &SupportRequest| {},
-    );
-
-    let leadership = Arc::new(leader::Leadership::new(ctx.metrics.leader.clone()));
-    let server = server::serve(options.listen, ctx.clone(), leadership.clone());
-    info!(listen = %options.listen, "navigator controllers starting");
-    let controllers = futures::future::join_all([
-        drive(endpoint_controller, ctx.clone()),
-        drive(provider_controller, ctx.clone()),
-        // Providers are woken for billing only (a customer became Ready: its invoice may be due).
-        drive_part::<provider_billing::ProviderBilling>(
-            billing_controller.reconcile_on(providers_to_wake),
-            ctx.clone(),
-        ),
-        drive(contract_controller.reconcile_on(contracts_to_wake), ctx.clone()),
-        drive(customer_controller.reconcile_on(customers_to_wake), ctx.clone()),
-        drive(subscription_controller.reconcile_on(subscriptions_to_wake), ctx.clone()),
-        drive(grant_controller.reconcile_on(grants_to_wake), ctx.clone()),
-        drive(
-            support_request_controller.reconcile_on(support_requests_to_wake),
-            ctx.clone(),
-        ),
-    ]);
-    // The watches and controllers run only while this instance leads (always, without leader election);
-    // nothing above has touched the API server beyond the CRD check.
-    let work = async {
-        controllers.await;
-        info!("controllers stopped");
-    };
-    tokio::select! {
-        result = leadership.run_while_leading(client.clone(), options.leader_election.as_ref(), work) => result?,
-        result = server => result?,
-    }
-    Ok(())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::api::CustomerOrg;
     use k8s_openapi::api::rbac::v1::RoleBinding;
     use serde_json::json;
     use watcher::Event as E;

@@ -21,16 +21,16 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use tracing::{debug, warn};
 
-use super::conditions::{self, Phase};
-use super::context::Context;
-use super::error::Error;
-use super::schedule;
+use crate::runtime::conditions::{self, Phase};
+use crate::runtime::context::Context;
+use crate::runtime::error::Error;
+use crate::runtime::schedule;
 
 /// The field manager Navigator writes status under.
 pub const FIELD_MANAGER: &str = "navigator";
 
 /// The conditions this reconciler writes on every kind. Other condition types belong to other writers (a
-/// [`super::part::Part`] of the kind's status).
+/// [`crate::runtime::part::Part`] of the kind's status).
 pub const CONDITIONS: [&str; 4] = [
     conditions::READY,
     conditions::SYNCED,
@@ -106,7 +106,7 @@ macro_rules! impl_object {
         $crate::impl_object!(@impl $kind, $status, |client, _namespace: Option<&str>| kube::Api::all(client));
     };
     (@impl $kind:ty, $status:ty, $api:expr) => {
-        impl $crate::controller::reconciler::Object for $kind {
+        impl $crate::runtime::reconciler::Object for $kind {
             type Status = $status;
             fn api(client: kube::Client, namespace: Option<&str>) -> kube::Api<Self> {
                 let api: fn(kube::Client, Option<&str>) -> kube::Api<Self> = $api;
@@ -146,7 +146,7 @@ pub trait Managed: Object {
         Ok(Cleanup::Done)
     }
 
-    /// Clears from `status` the fields and conditions another writer owns (a [`super::part::Part`] of this
+    /// Clears from `status` the fields and conditions another writer owns (a [`crate::runtime::part::Part`] of this
     /// kind, under its own field manager): this reconciler neither writes nor compares them, so the two
     /// never overwrite each other and a steady object is not rewritten. Nothing by default.
     fn without_parts(_status: &mut Self::Status) {}
@@ -156,7 +156,7 @@ pub trait Managed: Object {
 pub async fn reconcile<K: Managed>(obj: Arc<K>, ctx: Arc<Context>) -> Result<Action, Error> {
     // Every kind's cache must hold its first full list before any decision: a reference missing from a
     // cache still filling is not a missing reference (no false Stalled, no cleanup concluding "gone").
-    super::server::CacheSync::global().wait_all_synced().await;
+    crate::runtime::server::CacheSync::global().wait_all_synced().await;
     let started = Instant::now();
     let kind = K::kind(&());
     let _in_flight = ctx.metrics.reconcile_started(&kind);
@@ -409,7 +409,7 @@ pub fn object_key<K: Resource<DynamicType = ()>>(obj: &K) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::controller::conditions::{for_phase, merge};
+    use crate::runtime::conditions::{for_phase, merge};
 
     fn at(seconds: i64) -> Time {
         Time(k8s_openapi::jiff::Timestamp::from_second(seconds).unwrap())

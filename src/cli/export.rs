@@ -165,12 +165,12 @@ async fn customer_namespaces(client: &kube::Client, provider: &str) -> anyhow::R
         // May not read customers (a billing user): the customer organisations one holds a role in.
         Err(kube::Error::Api(status)) if status.code == 403 => {
             let prefix = format!("{provider}/");
-            let orgs = crate::org::discover(client, provider)
+            let orgs = crate::cli::org::discover(client, provider)
                 .await
                 .context("finding the customer namespaces you may read")?;
             let found: Vec<String> = orgs
                 .into_iter()
-                .filter(|o| o.name.starts_with(&prefix) && o.types.contains(&crate::org::OrgType::Customer))
+                .filter(|o| o.name.starts_with(&prefix) && o.types.contains(&crate::cli::org::OrgType::Customer))
                 .map(|o| o.namespace)
                 .collect();
             if found.is_empty() {

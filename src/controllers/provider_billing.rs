@@ -1,24 +1,24 @@
 //! ProviderOrg billing, a [`Part`] with its own controller beside the ProviderOrg's reconcile: the
 //! invoices of the last closed period ([`invoicing`]), the current period's view in `status.billing` and
-//! what is attributed to the organisation as a reseller in `status.attributed` ([`billing_views`]),
+//! what is attributed to the organisation as a reseller in `status.attributed` ([`views`]),
 //! reported in the `Billing` condition. It writes only those, under the field manager
 //! [`FIELD_MANAGER`]; the ProviderOrg's reconcile summarises the condition in Ready.
 //!
 //! A pass runs when the ProviderOrg's spec changes, when one of its customers becomes Ready, just after
 //! each billing period closes and each full hour (when the view changes), and at least every resync. The
-//! three parts of a pass run side by side, and each reads usage concurrently ([`super::usage`]).
+//! three parts of a pass run side by side, and each reads usage concurrently ([`crate::billing::cluster::usage`]).
 
 use async_trait::async_trait;
 
-use super::billing_views;
-use super::conditions::Phase;
-use super::context::Context;
-use super::error::Error;
-use super::invoicing::{self, Billing};
-use super::part::Part;
-use super::reconciler::Outcome;
 use crate::api::ProviderOrg;
 use crate::api::provider_org::ProviderOrgStatus;
+use crate::billing::cluster::invoicing::{self, Billing};
+use crate::billing::cluster::views;
+use crate::runtime::conditions::Phase;
+use crate::runtime::context::Context;
+use crate::runtime::error::Error;
+use crate::runtime::part::Part;
+use crate::runtime::reconciler::Outcome;
 
 /// The field manager billing writes the ProviderOrg's status under.
 pub const FIELD_MANAGER: &str = "navigator-billing";
@@ -60,12 +60,12 @@ impl Part for ProviderBilling {
             Some(billing) => {
                 let (invoiced, view, attributed) = futures::join!(
                     invoicing::invoice_last_closed_period(provider, billing, ctx),
-                    billing_views::provider_view(provider, billing, ctx),
-                    billing_views::attributed(provider, ctx),
+                    views::provider_view(provider, billing, ctx),
+                    views::attributed(provider, ctx),
                 );
                 (Some(invoiced), Some(view), attributed)
             }
-            None => (None, None, billing_views::attributed(provider, ctx).await),
+            None => (None, None, views::attributed(provider, ctx).await),
         };
 
         let mut requeue = ctx.settings.resync;
@@ -81,7 +81,7 @@ impl Part for ProviderBilling {
                 };
                 // Just after the current period closes, its invoices are due.
                 if let Some(current) = billing.as_ref().and_then(|b| b.cycle.next(&done.period).ok()) {
-                    requeue = requeue.min(billing_views::until(now, current.end()));
+                    requeue = requeue.min(views::until(now, current.end()));
                 }
             }
             Some(Err(error)) => problem = problem.or(Some(error)),
@@ -98,7 +98,7 @@ impl Part for ProviderBilling {
             Err(error) => problem = problem.or(Some(error)),
         }
         if billing.is_some() {
-            requeue = requeue.min(billing_views::until_next_refresh(now));
+            requeue = requeue.min(views::until_next_refresh(now));
         }
         let phase = problem.map_or(phase, |error| error.phase());
         Ok(Outcome::new(status, phase).requeue_after(requeue))

@@ -41,10 +41,10 @@ use kube::api::{Api, Patch, PatchParams};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
-use super::context::Context;
-use super::error::Error;
-use super::reconciler::Object;
 use crate::endpoint::{Capabilities, CreateKey, Driver, DriverError, DriverResult};
+use crate::runtime::context::Context;
+use crate::runtime::error::Error;
+use crate::runtime::reconciler::Object;
 
 // Every annotation the protocol writes. One pair per thing created, so that one Kubernetes object could
 // guard several creates without one's marker clearing another's.

@@ -1,4 +1,4 @@
-//! Invoicing, part of ProviderOrg billing ([`super::provider_billing`]): once a billing period has closed,
+//! Invoicing, part of ProviderOrg billing ([`crate::controllers::provider_billing`]): once a billing period has closed,
 //! one Invoice per customer in the customer's namespace, computed only from the endpoints' usage in the
 //! period and the provider's price book.
 //!
@@ -20,7 +20,7 @@
 //! - **Where usage comes from.** A customer's usage is read, per endpoint, from its own endpoint, the
 //!   endpoints its subscriptions name and every endpoint the provider's contracts list (subscriptions that
 //!   were deleted still have usage there). An instance's name is its subscription's name. The usage of all
-//!   the customers still to invoice is read concurrently ([`super::usage`]), then their invoices are written,
+//!   the customers still to invoice is read concurrently ([`crate::billing::cluster::usage`]), then their invoices are written,
 //!   a few at a time.
 //! - **Errors.** One customer's problem (unpriced usage, an endpoint that does not answer) does not stop the
 //!   invoices of the others; the first problem (in customer name order) is reported on the ProviderOrg.
@@ -37,19 +37,19 @@ use kube::{Resource, ResourceExt};
 use rust_decimal::Decimal;
 use tracing::{debug, info};
 
-use super::conditions::{self, Phase};
-use super::context::Context;
-use super::error::Error;
-use super::namespaces::{CUSTOMER_ORG_LABEL, MANAGED_BY, PROVIDER_ORG_LABEL};
-use super::reconciler::FIELD_MANAGER;
-use super::usage::{self, Wanted, usage_endpoints};
 use crate::api::invoice::InvoicePhase;
 use crate::api::provider_org::BillingSettings;
 use crate::api::{CloudServiceSubscription, CustomerOrg, Invoice, ProviderOrg};
+use crate::billing::cluster::usage::{self, Wanted, usage_endpoints};
 use crate::billing::{
     self, BillingCycle, Currency, InvoiceDraft, InvoiceHeader, Period, PriceBook, RatingError, draft_invoice,
     invoice_name,
 };
+use crate::controllers::namespaces::{CUSTOMER_ORG_LABEL, MANAGED_BY, PROVIDER_ORG_LABEL};
+use crate::runtime::conditions::{self, Phase};
+use crate::runtime::context::Context;
+use crate::runtime::error::Error;
+use crate::runtime::reconciler::FIELD_MANAGER;
 
 /// The label on an Invoice naming its billing period, e.g. `2026-10` (see [`billing::period_label`]).
 pub const BILLING_PERIOD_LABEL: &str = "navigator.cloudpartner.io/billing-period";

@@ -1,5 +1,5 @@
 //! A part of a kind's status with a controller of its own (generic; ProviderOrg billing is one, see
-//! [`super::provider_billing`]).
+//! [`crate::controllers::provider_billing`]).
 //!
 //! Work that is slow or apart from what the kind's reconcile does (reading usage from every endpoint for
 //! every customer) runs beside it, over the same cache, as a second controller of the same kind. It owns
@@ -21,10 +21,10 @@ use kube::api::{Patch, PatchParams};
 use kube::runtime::controller::Action;
 use kube::{Resource, ResourceExt};
 
-use super::conditions::{self, Phase};
-use super::context::Context;
-use super::error::Error;
-use super::reconciler::{Managed, Object, Outcome, Retry, next_action, object_key, retry_after_error};
+use crate::runtime::conditions::{self, Phase};
+use crate::runtime::context::Context;
+use crate::runtime::error::Error;
+use crate::runtime::reconciler::{Managed, Object, Outcome, Retry, next_action, object_key, retry_after_error};
 
 /// The status type of the kind a part belongs to.
 pub type StatusOf<P> = <<P as Part>::Kind as Object>::Status;
@@ -106,7 +106,7 @@ fn key<P: Part>(obj: &P::Kind) -> String {
 
 /// The entry point given to `kube::runtime::Controller::run` for a part.
 pub async fn reconcile<P: Part>(obj: Arc<P::Kind>, ctx: Arc<Context>) -> Result<Action, Error> {
-    super::server::CacheSync::global().wait_all_synced().await;
+    crate::runtime::server::CacheSync::global().wait_all_synced().await;
     if obj.meta().deletion_timestamp.is_some() {
         // Going: nothing of it is worth computing any more.
         return Ok(Action::await_change());

@@ -6,8 +6,8 @@ use std::time::Duration;
 
 use rand::RngExt;
 
-use super::conditions::Phase;
-use super::context::Settings;
+use crate::runtime::conditions::Phase;
+use crate::runtime::context::Settings;
 
 /// The default wait before the next reconcile, by phase: in-progress work is polled soon, a Ready
 /// object is re-checked for drift rarely, a stalled one now and then (a watch usually wakes it first).

@@ -4,8 +4,8 @@ use std::time::Duration;
 
 use kube::runtime::finalizer;
 
-use super::conditions::Phase;
 use crate::endpoint::DriverError;
+use crate::runtime::conditions::Phase;
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {

@@ -10,10 +10,10 @@ use kube::core::PartialObjectMeta;
 use kube::runtime::reflector::{ObjectRef, Store};
 use kube::{Resource, ResourceExt};
 
-use super::error::Error;
-use super::reconciler::FIELD_MANAGER;
 use crate::api::common::{Subject, SubjectKind};
 use crate::api::{CustomerOrg, ProviderOrg};
+use crate::runtime::error::Error;
+use crate::runtime::reconciler::FIELD_MANAGER;
 
 pub const MANAGED_BY: &str = "app.kubernetes.io/managed-by";
 pub const PROVIDER_ORG_LABEL: &str = "navigator.cloudpartner.io/provider-org";

@@ -8,11 +8,11 @@ use futures::channel::mpsc::UnboundedSender;
 use kube::ResourceExt;
 use kube::runtime::reflector::ObjectRef;
 
-use super::context::Stores;
 use crate::api::conditions::is_ready;
 use crate::api::{
     AccessGrant, CloudEndpoint, CloudServiceSubscription, CommitmentContract, CustomerOrg, ProviderOrg, SupportRequest,
 };
+use crate::runtime::context::Stores;
 
 /// Where to send the objects to reconcile now.
 #[derive(Clone)]
@@ -115,7 +115,7 @@ impl Wakers {
             };
             let deleting = customer.metadata.deletion_timestamp.is_some();
             (g.customer_name() == Some(name.as_str()) && !ready)
-                || (super::access_grant::reaches_customer_namespaces(g.spec.role)
+                || (crate::controllers::access_grant::reaches_customer_namespaces(g.spec.role)
                     && customer_namespace
                         .as_deref()
                         .is_some_and(|ns| bound_there(ns) == deleting))

@@ -13,18 +13,18 @@ use kube::runtime::events::{Event, EventType};
 use kube::{Resource, ResourceExt};
 use std::time::Duration;
 
-use super::cloud_endpoint::{driver_for, require_endpoint};
-use super::conditions::Phase;
-use super::context::{Context, DriverEntry};
-use super::create_protocol::{self, Creating};
-use super::customer_org::provisioned;
-use super::error::Error;
-use super::reconciler::{Managed, Outcome};
 use crate::api::common::parse_duration;
 use crate::api::provider_org::ResponseTimes;
 use crate::api::support_request::{CommentSource, RequestedState, Severity, SupportRequestStatus, TicketComment};
 use crate::api::{CustomerOrg, ProviderOrg, SupportRequest};
+use crate::controllers::cloud_endpoint::{driver_for, require_endpoint};
+use crate::controllers::customer_org::provisioned;
 use crate::endpoint::{self, Author, Ticket, TicketDesired, TicketState};
+use crate::runtime::conditions::Phase;
+use crate::runtime::context::{Context, DriverEntry};
+use crate::runtime::create_protocol::{self, Creating};
+use crate::runtime::error::Error;
+use crate::runtime::reconciler::{Managed, Outcome};
 
 crate::impl_object!(SupportRequest, SupportRequestStatus, namespaced);
 

@@ -5,17 +5,17 @@
 use async_trait::async_trait;
 use kube::ResourceExt;
 
-use super::cloud_endpoint::{driver_for, require_endpoint};
-use super::conditions::Phase;
-use super::context::Context;
-use super::create_protocol::{self, Creating};
-use super::entitlement;
-use super::error::Error;
-use super::reconciler::{Cleanup, Managed, Outcome};
 use crate::api::common::DeletionPolicy;
 use crate::api::subscription::{CloudServiceSubscriptionStatus, ServiceState};
 use crate::api::{CloudServiceSubscription, CustomerOrg};
+use crate::controllers::cloud_endpoint::{driver_for, require_endpoint};
+use crate::controllers::entitlement;
 use crate::endpoint::{Deletion, DriverError, ExternalInstance, InstanceDesired, InstanceState, Resources};
+use crate::runtime::conditions::Phase;
+use crate::runtime::context::Context;
+use crate::runtime::create_protocol::{self, Creating};
+use crate::runtime::error::Error;
+use crate::runtime::reconciler::{Cleanup, Managed, Outcome};
 
 crate::impl_object!(CloudServiceSubscription, CloudServiceSubscriptionStatus, namespaced);
 
@@ -108,7 +108,7 @@ impl Managed for CloudServiceSubscription {
     const FINALIZER: Option<&'static str> = Some(FINALIZER);
 
     async fn apply(&self, ctx: &Context) -> Result<Outcome<CloudServiceSubscriptionStatus>, Error> {
-        let customer = super::customer_org::provisioned(
+        let customer = crate::controllers::customer_org::provisioned(
             ctx,
             &self.namespace().unwrap_or_default(),
             &self.spec.customer_org_ref.name,
@@ -123,7 +123,7 @@ impl Managed for CloudServiceSubscription {
                 .map(|s| s.as_ref())
                 .filter(|s| s.namespace() == self.namespace() && s.spec.customer_org_ref.name == customer.name_any())
                 .collect();
-            if let Some(why) = super::quota::exceeded(quotas, self, &of_customer) {
+            if let Some(why) = crate::controllers::quota::exceeded(quotas, self, &of_customer) {
                 return Err(Error::stalled("QuotaExceeded", why));
             }
         }
@@ -193,7 +193,7 @@ impl Managed for CloudServiceSubscription {
         let Some(customer) = ctx
             .cached_or_live(&ctx.stores.customers, Some(&namespace), customer_name)
             .await?
-            .filter(|c| super::customer_org::holds_tenant(c))
+            .filter(|c| crate::controllers::customer_org::holds_tenant(c))
         else {
             return Ok(Cleanup::Done);
         };

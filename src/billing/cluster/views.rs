@@ -5,7 +5,7 @@
 //! Usage is read from the endpoints up to the **last full hour** (`asOf`), so a view changes at most once
 //! an hour however often it is computed, and a steady system writes no status in between. Views are
 //! computed again just after each full hour (and at least every resync); each computation reads usage once
-//! per customer and endpoint, concurrently ([`super::usage`]). An expired contract's consumption is final
+//! per customer and endpoint, concurrently ([`crate::billing::cluster::usage`]). An expired contract's consumption is final
 //! and read only once.
 
 use std::collections::BTreeMap;
@@ -19,16 +19,16 @@ use kube::ResourceExt;
 use kube::api::{Api, ListParams};
 use rust_decimal::Decimal;
 
-use super::conditions::Phase;
-use super::context::Context;
-use super::error::Error;
-use super::invoicing::{self, Billing, RESELLER_LABEL};
-use super::usage::{self, Wanted};
 use crate::api::commitment_contract::{CommitmentContractSpec, Consumption, MetricQuantity};
 use crate::api::money::Money;
 use crate::api::provider_org::{AttributedInvoices, BillingView, CustomerCharges, MetricUsage};
 use crate::api::{CommitmentContract, CustomerOrg, Invoice, ProviderOrg};
+use crate::billing::cluster::invoicing::{self, Billing, RESELLER_LABEL};
+use crate::billing::cluster::usage::{self, Wanted};
 use crate::billing::{self, ChargeEstimate, Currency, Period, PriceBook, Term, burn_down, estimate_charges};
+use crate::runtime::conditions::Phase;
+use crate::runtime::context::Context;
+use crate::runtime::error::Error;
 
 /// How many customers the ProviderOrg's view lists.
 pub const TOP_CUSTOMERS: usize = 5;

@@ -12,13 +12,13 @@ use kube::api::{Api, DeleteParams, ObjectMeta, PostParams, Preconditions};
 use kube::{Resource, ResourceExt};
 use tracing::{info, warn};
 
-use super::context::Context;
-use super::error::Error;
-use super::namespaces::ownership_labels;
 use crate::api::CustomerOrg;
 use crate::api::references::ClusterRef;
 use crate::api::tenant_claim::{ClaimantRef, TenantClaim, TenantClaimSpec, claim_name, tenant_key};
+use crate::controllers::namespaces::ownership_labels;
 use crate::endpoint::Driver;
+use crate::runtime::context::Context;
+use crate::runtime::error::Error;
 
 /// The reason a CustomerOrg whose tenant another CustomerOrg holds stalls with.
 pub const TENANT_CLAIMED: &str = "TenantClaimed";

@@ -1,0 +1,5 @@
+//! The command line's work beyond `navigator run`: switching organisation ([`org`]) and exporting invoices
+//! and usage ([`export`]). It uses only the library's public API, as any client would.
+
+pub mod export;
+pub mod org;
