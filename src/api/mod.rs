@@ -18,6 +18,7 @@ pub mod conditions;
 pub mod crds;
 pub mod customer_org;
 pub mod invoice;
+pub mod keys;
 pub mod money;
 pub mod provider_org;
 pub mod references;

@@ -18,7 +18,7 @@ use kube::api::{Api, ListParams, PostParams};
 
 use crate::controllers::namespaces::{CUSTOMER_ORG_LABEL, MANAGED_BY, PROVIDER_NAMESPACE_LABEL, PROVIDER_ORG_LABEL};
 
-const GROUP: &str = "navigator.cloudpartner.io";
+use crate::api::GROUP;
 
 /// `navigator org …`
 #[derive(clap::Subcommand, Debug)]

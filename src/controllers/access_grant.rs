@@ -39,11 +39,9 @@ use crate::runtime::reconciler::{Cleanup, FIELD_MANAGER, Managed, Object, Outcom
 
 crate::impl_object!(AccessGrant, AccessGrantStatus, namespaced);
 
-pub const FINALIZER: &str = "navigator.cloudpartner.io/access-grant";
-/// Label on everything a grant created: the grant's uid (names can be longer than a label value).
-pub const GRANT_UID_LABEL: &str = "navigator.cloudpartner.io/access-grant-uid";
-/// Annotation on everything a grant created: `<namespace>/<name>` of the grant, for people.
-pub const GRANT_ANNOTATION: &str = "navigator.cloudpartner.io/access-grant";
+pub use crate::api::keys::ACCESS_GRANT_FINALIZER as FINALIZER;
+pub use crate::api::keys::GRANT_ANNOTATION;
+pub use crate::api::keys::GRANT_UID_LABEL;
 const RBAC_GROUP: &str = "rbac.authorization.k8s.io";
 /// Kubernetes object names are at most this long.
 const MAX_NAME: usize = 253;

@@ -30,7 +30,7 @@ use crate::runtime::reconciler::{Cleanup, Managed, Outcome};
 
 crate::impl_object!(CustomerOrg, CustomerOrgStatus, namespaced);
 
-pub const FINALIZER: &str = "navigator.cloudpartner.io/customer-org";
+pub use crate::api::keys::CUSTOMER_ORG_FINALIZER as FINALIZER;
 
 /// The customer namespace: `<provider namespace>-<customer org name>` (the API keeps it within 63).
 pub fn customer_namespace(org: &CustomerOrg) -> String {

@@ -15,10 +15,7 @@ use crate::api::{CustomerOrg, ProviderOrg};
 use crate::runtime::error::Error;
 use crate::runtime::reconciler::FIELD_MANAGER;
 
-pub const MANAGED_BY: &str = "app.kubernetes.io/managed-by";
-pub const PROVIDER_ORG_LABEL: &str = "navigator.cloudpartner.io/provider-org";
-pub const CUSTOMER_ORG_LABEL: &str = "navigator.cloudpartner.io/customer-org";
-pub const PROVIDER_NAMESPACE_LABEL: &str = "navigator.cloudpartner.io/provider-namespace";
+pub use crate::api::keys::{CUSTOMER_ORG_LABEL, MANAGED_BY, PROVIDER_NAMESPACE_LABEL, PROVIDER_ORG_LABEL};
 
 /// The labels that mark a namespace as Navigator's for one owner.
 pub fn ownership_labels(owner: &[(&str, &str)]) -> BTreeMap<String, String> {

@@ -19,7 +19,7 @@ use crate::runtime::reconciler::{Cleanup, Managed, Outcome};
 
 crate::impl_object!(CloudServiceSubscription, CloudServiceSubscriptionStatus, namespaced);
 
-pub const FINALIZER: &str = "navigator.cloudpartner.io/subscription";
+pub use crate::api::keys::SUBSCRIPTION_FINALIZER as FINALIZER;
 
 /// The instance as the spec wants it. Resources left out of the spec are 0 ("none of this").
 pub fn desired_instance(sub: &CloudServiceSubscription) -> InstanceDesired {

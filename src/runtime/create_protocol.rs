@@ -46,16 +46,10 @@ use crate::runtime::context::Context;
 use crate::runtime::error::Error;
 use crate::runtime::reconciler::Object;
 
-// Every annotation the protocol writes. One pair per thing created, so that one Kubernetes object could
-// guard several creates without one's marker clearing another's.
-pub const PENDING_ORG: &str = "navigator.cloudpartner.io/create-pending-org";
-pub const PENDING_USER: &str = "navigator.cloudpartner.io/create-pending-user";
-pub const PENDING_INSTANCE: &str = "navigator.cloudpartner.io/create-pending-instance";
-pub const PENDING_TICKET: &str = "navigator.cloudpartner.io/create-pending-ticket";
-pub const FAILED_ORG: &str = "navigator.cloudpartner.io/create-failed-org";
-pub const FAILED_USER: &str = "navigator.cloudpartner.io/create-failed-user";
-pub const FAILED_INSTANCE: &str = "navigator.cloudpartner.io/create-failed-instance";
-pub const FAILED_TICKET: &str = "navigator.cloudpartner.io/create-failed-ticket";
+pub use crate::api::keys::{
+    FAILED_INSTANCE, FAILED_ORG, FAILED_TICKET, FAILED_USER, PENDING_INSTANCE, PENDING_ORG, PENDING_TICKET,
+    PENDING_USER,
+};
 
 /// What is being created on the endpoint.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -51,10 +51,7 @@ use crate::runtime::context::Context;
 use crate::runtime::error::Error;
 use crate::runtime::reconciler::FIELD_MANAGER;
 
-/// The label on an Invoice naming its billing period, e.g. `2026-10` (see [`billing::period_label`]).
-pub const BILLING_PERIOD_LABEL: &str = "navigator.cloudpartner.io/billing-period";
-/// The label on an Invoice naming the reseller the customer is attributed to.
-pub const RESELLER_LABEL: &str = "navigator.cloudpartner.io/reseller";
+pub use crate::api::keys::{BILLING_PERIOD_LABEL, RESELLER_LABEL};
 
 /// A provider's billing settings, checked.
 pub struct Billing {
