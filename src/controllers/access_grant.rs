@@ -614,6 +614,42 @@ impl Managed for AccessGrant {
     }
 }
 
+impl super::registry::Kind for AccessGrant {
+    /// Also watches the grants' RoleBindings and directory entries (ClusterRole and ClusterRoleBinding), by
+    /// the label Navigator puts on them, so one deleted or edited by someone else is repaired at once.
+    fn start(
+        wiring: &mut super::registry::Wiring,
+        writer: kube::runtime::reflector::store::Writer<Self>,
+        woken: futures::channel::mpsc::UnboundedReceiver<kube::runtime::reflector::ObjectRef<Self>>,
+    ) -> Vec<futures::future::BoxFuture<'static, ()>> {
+        use crate::runtime::watch::{WatchesChildren, controller, drive, whole};
+        let bindings = wiring.children.grant_bindings.take().expect("taken once");
+        let roles = wiring.children.grant_roles.take().expect("taken once");
+        let role_bindings = wiring.children.grant_role_bindings.take().expect("taken once");
+        let (client, recorder) = (&wiring.client, &wiring.ctx.recorder);
+        let controller = controller(client, &wiring.config, writer, recorder, wiring.on_change::<Self>())
+            .watches_children(
+                "AccessGrant RoleBindings",
+                whole(client, GRANT_UID_LABEL, &bindings, recorder),
+                bindings,
+                grant_owner,
+            )
+            .watches_children(
+                "AccessGrant ClusterRoles",
+                whole(client, GRANT_UID_LABEL, &roles, recorder),
+                roles,
+                grant_owner,
+            )
+            .watches_children(
+                "AccessGrant ClusterRoleBindings",
+                whole(client, GRANT_UID_LABEL, &role_bindings, recorder),
+                role_bindings,
+                grant_owner,
+            );
+        vec![drive(controller.reconcile_on(woken), wiring.ctx.clone())]
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -206,6 +206,13 @@ pub async fn driver_for(endpoint_name: &str, ctx: &Context) -> Result<DriverEntr
     refresh_driver(&endpoint, ctx).await
 }
 
+impl super::registry::Kind for CloudEndpoint {
+    /// Customers and subscriptions waiting on this endpoint may go on.
+    fn changed(wakers: &super::registry::Wakers, stores: &super::registry::Stores, obj: &Self) {
+        wakers.endpoint_changed(stores, obj);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

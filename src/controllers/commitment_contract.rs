@@ -76,3 +76,9 @@ pub fn until_day(ctx: &Context, day: Date) -> Option<Duration> {
     let seconds = (start.as_second() - ctx.clock.now().as_second()).max(0) + 1;
     Some(Duration::from_secs(seconds as u64))
 }
+impl super::registry::Kind for CommitmentContract {
+    /// Entitlement in its namespace may have changed.
+    fn changed(wakers: &super::registry::Wakers, stores: &super::registry::Stores, obj: &Self) {
+        wakers.contract_changed(stores, obj);
+    }
+}

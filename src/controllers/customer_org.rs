@@ -308,6 +308,37 @@ async fn live_driver(endpoint: &str, ctx: &Context) -> Result<Option<DriverEntry
     }
 }
 
+impl super::registry::Kind for CustomerOrg {
+    fn changed(wakers: &super::registry::Wakers, stores: &super::registry::Stores, obj: &Self) {
+        wakers.customer_changed(stores, obj);
+    }
+
+    /// Also watches the customer namespaces (metadata only, by the label Navigator puts on them), so one
+    /// deleted or edited by someone else is repaired at once.
+    fn start(
+        wiring: &mut super::registry::Wiring,
+        writer: kube::runtime::reflector::store::Writer<Self>,
+        woken: futures::channel::mpsc::UnboundedReceiver<kube::runtime::reflector::ObjectRef<Self>>,
+    ) -> Vec<futures::future::BoxFuture<'static, ()>> {
+        use crate::runtime::watch::{WatchesChildren, controller, drive, namespace_metadata};
+        let namespaces_writer = wiring.children.customer_namespaces.take().expect("taken once");
+        let controller = controller(
+            &wiring.client,
+            &wiring.config,
+            writer,
+            &wiring.ctx.recorder,
+            wiring.on_change::<Self>(),
+        )
+        .watches_children(
+            "CustomerOrg namespaces",
+            namespace_metadata(&wiring.client, namespaces::CUSTOMER_ORG_LABEL),
+            namespaces_writer,
+            namespaces::customer_owner,
+        );
+        vec![drive(controller.reconcile_on(woken), wiring.ctx.clone())]
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -85,3 +85,53 @@ impl Managed for ProviderOrg {
         status.conditions.retain(|c| c.type_ != provider_billing::CONDITION);
     }
 }
+impl crate::controllers::registry::Kind for ProviderOrg {
+    /// Also watches the provider namespaces (metadata only) and the administrators' RoleBindings, by the
+    /// label Navigator puts on them, so one deleted or edited by someone else is repaired at once; and runs
+    /// billing as a second controller over the ProviderOrg cache, fed by the same watch. Providers are woken
+    /// for billing only (a customer became Ready: its invoice may be due).
+    fn start(
+        wiring: &mut crate::controllers::registry::Wiring,
+        writer: kube::runtime::reflector::store::Writer<Self>,
+        woken: futures::channel::mpsc::UnboundedReceiver<kube::runtime::reflector::ObjectRef<Self>>,
+    ) -> Vec<futures::future::BoxFuture<'static, ()>> {
+        use crate::controllers::namespaces::{self, PROVIDER_ORG_LABEL};
+        use crate::controllers::provider_billing::ProviderBilling;
+        use crate::runtime::watch::{
+            WatchesChildren, controller, drive, drive_part, namespace_metadata, part_controller, whole,
+        };
+        let namespaces_writer = wiring.children.provider_namespaces.take().expect("taken once");
+        let bindings_writer = wiring.children.administrator_bindings.take().expect("taken once");
+        let (to_billing, providers_to_bill) = futures::channel::mpsc::unbounded();
+        let (wakers, stores) = (wiring.wakers.clone(), wiring.ctx.stores.clone());
+        let providers = writer.as_reader();
+        let recorder = &wiring.ctx.recorder;
+        let provider_controller = controller(
+            &wiring.client,
+            &wiring.config,
+            writer,
+            recorder,
+            move |provider: &Self| {
+                wakers.provider_changed(&stores, provider);
+                let _ = to_billing.unbounded_send(provider.clone());
+            },
+        )
+        .watches_children(
+            "ProviderOrg namespaces",
+            namespace_metadata(&wiring.client, PROVIDER_ORG_LABEL),
+            namespaces_writer,
+            namespaces::provider_owner,
+        )
+        .watches_children(
+            "ProviderOrg RoleBindings",
+            whole(&wiring.client, PROVIDER_ORG_LABEL, &bindings_writer, recorder),
+            bindings_writer,
+            namespaces::provider_owner,
+        );
+        let billing_controller = part_controller::<ProviderBilling>(providers_to_bill, providers);
+        vec![
+            drive(provider_controller, wiring.ctx.clone()),
+            drive_part::<ProviderBilling>(billing_controller.reconcile_on(woken), wiring.ctx.clone()),
+        ]
+    }
+}

@@ -222,6 +222,8 @@ impl Managed for CloudServiceSubscription {
     }
 }
 
+impl super::registry::Kind for CloudServiceSubscription {}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -329,6 +329,8 @@ impl Managed for SupportRequest {
     }
 }
 
+impl super::registry::Kind for SupportRequest {}
+
 #[cfg(test)]
 mod tests {
     use super::*;

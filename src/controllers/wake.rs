@@ -4,7 +4,6 @@
 //! system wakes nothing. (One exception, for billing: a Ready customer's change wakes its provider and
 //! contracts, which count its usage; a steady customer does not change.)
 
-use futures::channel::mpsc::UnboundedSender;
 use kube::ResourceExt;
 use kube::runtime::reflector::ObjectRef;
 
@@ -14,16 +13,7 @@ use crate::api::{
 };
 use crate::runtime::context::Stores;
 
-/// Where to send the objects to reconcile now.
-#[derive(Clone)]
-pub struct Wakers {
-    pub customers: UnboundedSender<ObjectRef<CustomerOrg>>,
-    pub subscriptions: UnboundedSender<ObjectRef<CloudServiceSubscription>>,
-    pub grants: UnboundedSender<ObjectRef<AccessGrant>>,
-    pub support_requests: UnboundedSender<ObjectRef<SupportRequest>>,
-    pub providers: UnboundedSender<ObjectRef<ProviderOrg>>,
-    pub contracts: UnboundedSender<ObjectRef<CommitmentContract>>,
-}
+pub use super::registry::Wakers;
 
 fn customer_ready(c: &CustomerOrg) -> bool {
     c.status.as_ref().is_some_and(|s| is_ready(&s.conditions))

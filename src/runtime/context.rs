@@ -5,16 +5,10 @@ use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
-use k8s_openapi::api::core::v1::Namespace;
-use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding, RoleBinding};
-use kube::ResourceExt;
-use kube::core::PartialObjectMeta;
 use kube::runtime::events::{Recorder, Reporter};
 use kube::runtime::reflector::{ObjectRef, Store};
 
-use crate::api::{
-    AccessGrant, CloudEndpoint, CloudServiceSubscription, CommitmentContract, CustomerOrg, ProviderOrg, SupportRequest,
-};
+pub use crate::controllers::registry::{Children, Stores};
 use crate::endpoint::Driver;
 use crate::runtime::clock::Clock;
 use crate::runtime::metrics::Metrics;
@@ -47,61 +41,6 @@ impl Default for Settings {
             max_backoff: Duration::from_secs(300),
             concurrency: 16,
         }
-    }
-}
-
-/// Read-only caches of the kinds reconciles look up, fed by the controllers' own watches, so resolving a
-/// reference costs no request to the API server.
-#[derive(Clone)]
-pub struct Stores {
-    pub endpoints: Store<CloudEndpoint>,
-    pub providers: Store<ProviderOrg>,
-    pub contracts: Store<CommitmentContract>,
-    pub customers: Store<CustomerOrg>,
-    pub subscriptions: Store<CloudServiceSubscription>,
-    pub grants: Store<AccessGrant>,
-    pub support_requests: Store<SupportRequest>,
-    pub children: Children,
-}
-
-/// Caches of what Navigator writes for its kinds, each fed by a watch of the label only Navigator sets on
-/// them (see `run`), so a reconcile compares with the cache instead of reading live, and a child deleted or
-/// edited by someone else wakes its owner. Namespaces are cached as metadata only: only labels matter.
-#[derive(Clone)]
-pub struct Children {
-    pub provider_namespaces: Store<PartialObjectMeta<Namespace>>,
-    pub customer_namespaces: Store<PartialObjectMeta<Namespace>>,
-    /// The RoleBindings of ProviderOrg administrators.
-    pub administrator_bindings: Store<RoleBinding>,
-    pub grant_bindings: Store<RoleBinding>,
-    /// AccessGrant directory entries: a ClusterRole and a ClusterRoleBinding per grant.
-    pub grant_roles: Store<ClusterRole>,
-    pub grant_role_bindings: Store<ClusterRoleBinding>,
-}
-
-impl Stores {
-    pub fn endpoint(&self, name: &str) -> Option<Arc<CloudEndpoint>> {
-        self.endpoints.get(&ObjectRef::new(name))
-    }
-
-    pub fn customer(&self, namespace: &str, name: &str) -> Option<Arc<CustomerOrg>> {
-        self.customers.get(&ObjectRef::new(name).within(namespace))
-    }
-
-    /// The ProviderOrg whose namespace this is.
-    pub fn provider_of_namespace(&self, namespace: &str) -> Option<Arc<ProviderOrg>> {
-        self.providers
-            .state()
-            .into_iter()
-            .find(|p| p.spec.namespace == namespace)
-    }
-
-    pub fn contracts_in(&self, namespace: &str) -> Vec<Arc<CommitmentContract>> {
-        self.contracts
-            .state()
-            .into_iter()
-            .filter(|c| c.namespace().as_deref() == Some(namespace))
-            .collect()
     }
 }
 

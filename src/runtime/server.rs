@@ -129,18 +129,12 @@ async fn metrics(State(state): State<Arc<ServerState>>) -> impl IntoResponse {
 
 /// Sets the per-kind object gauges (Ready or not, pending) and the backoff gauge from the caches.
 fn update_object_gauges(ctx: &Context) {
-    let stores = &ctx.stores;
-    set_objects(ctx, &stores.endpoints);
-    set_objects(ctx, &stores.providers);
-    set_objects(ctx, &stores.contracts);
-    set_objects(ctx, &stores.customers);
-    set_objects(ctx, &stores.subscriptions);
-    set_objects(ctx, &stores.grants);
-    set_objects(ctx, &stores.support_requests);
+    ctx.stores.record_gauges(ctx);
     ctx.metrics.backing_off.set(ctx.backoff.len() as i64);
 }
 
-fn set_objects<K: Object>(ctx: &Context, store: &Store<K>) {
+/// Sets the gauges of one kind from its cache.
+pub fn set_objects<K: Object>(ctx: &Context, store: &Store<K>) {
     let objects = store.state();
     ctx.metrics
         .set_objects(&K::kind(&()), objects.iter().map(|o| ready_and_pending(o.as_ref())));
