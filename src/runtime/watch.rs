@@ -97,10 +97,8 @@ pub(crate) fn controller<K: Managed>(
 
 /// Not Ready yet, or being deleted: work that an outage may have left waiting on a long backoff.
 pub(crate) fn has_pending_work<K: reconciler::Object>(obj: &K) -> bool {
-    obj.meta().deletion_timestamp.is_some()
-        || !obj
-            .status()
-            .is_some_and(|s| crate::api::conditions::is_ready(K::conditions(s)))
+    let (ready, _) = server::ready_and_pending(obj);
+    obj.meta().deletion_timestamp.is_some() || !ready
 }
 
 /// A watch of one kind feeding its shared cache ([`cached`]); `on_change` sees every object after the cache

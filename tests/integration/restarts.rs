@@ -16,16 +16,6 @@ use crate::world::{Conditions, Operator, Simulator, World};
 
 const WAIT: Duration = Duration::from_secs(180);
 
-/// Waits until the operator answers `/readyz` with 200 (its caches have their first full list).
-async fn until_operator_ready(operator: &Operator) {
-    let http = reqwest::Client::new();
-    eventually(Duration::from_secs(60), "the operator to be ready", || {
-        let request = http.get(format!("{}/readyz", operator.url)).send();
-        async move { request.await.ok().filter(|r| r.status().is_success()).map(|_| ()) }
-    })
-    .await;
-}
-
 /// Warning Events in `namespace`, as (object, reason).
 async fn warnings(client: &kube::Client, namespace: &str) -> Vec<(String, String)> {
     Api::<Event>::namespaced(client.clone(), namespace)
@@ -84,7 +74,7 @@ async fn restarting_the_operator_writes_no_false_stalled_status() {
     for _ in 0..restarts {
         operator.process.kill();
         operator.process.start();
-        until_operator_ready(&operator).await;
+        operator.until_ready(Duration::from_secs(60)).await;
         tokio::time::sleep(Duration::from_secs(2)).await;
     }
 

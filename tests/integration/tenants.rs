@@ -348,13 +348,8 @@ async fn two_operators_with_different_selectors_racing_for_one_tenant_give_it_to
             )
         })
         .collect();
-    let http = reqwest::Client::new();
     for operator in &operators {
-        eventually(WAIT, "each operator to have synced its caches", || async {
-            let response = http.get(format!("{}/readyz", operator.url)).send().await.ok()?;
-            response.status().is_success().then_some(())
-        })
-        .await;
+        operator.until_ready(WAIT).await;
     }
 
     let tenant = world.tenant("contested");

@@ -244,6 +244,17 @@ pub struct Operator {
 }
 
 impl Operator {
+    /// Waits up to `timeout` until the operator answers `/readyz` with 200 (its caches have their first
+    /// full list).
+    pub async fn until_ready(&self, timeout: Duration) {
+        let http = reqwest::Client::new();
+        eventually(timeout, "the operator to be ready", || {
+            let request = http.get(format!("{}/readyz", self.url)).send();
+            async move { request.await.ok().filter(|r| r.status().is_success()).map(|_| ()) }
+        })
+        .await;
+    }
+
     pub fn start(run: &str) -> Self {
         Operator::start_with(&format!("operator-{run}"), run, &shared().kubeconfig("admin"), &[], &[])
     }
