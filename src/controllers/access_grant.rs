@@ -27,7 +27,7 @@ use kube::{Resource, ResourceExt};
 use crate::api::access_grant::{AccessGrantStatus, BindingRef, EndpointUser, GrantPhase, Role};
 use crate::api::common::SubjectKind;
 use crate::api::{AccessGrant, CustomerOrg};
-use crate::controllers::cloud_endpoint::driver_for;
+use crate::controllers::cloud_endpoint::{driver_for, driver_for_cleanup};
 use crate::controllers::customer_org::{customer_namespace, provisioned};
 use crate::controllers::namespaces::{MANAGED_BY, delete_if_present, rbac_subjects};
 use crate::endpoint::{Deletion, DriverError, UserDesired};
@@ -452,15 +452,9 @@ impl AccessGrant {
         else {
             return Ok(());
         };
-        let endpoint = &customer.spec.endpoint_ref.name;
-        if ctx
-            .cached_or_live(&ctx.stores.endpoints, None, endpoint)
-            .await?
-            .is_none()
-        {
+        let Some(entry) = driver_for_cleanup(&customer.spec.endpoint_ref.name, ctx).await? else {
             return Ok(());
-        }
-        let entry = driver_for(endpoint, ctx).await?;
+        };
         let tenant = &customer.spec.tenant_name;
         match strongest_endpoint_role(self.sibling_roles(ctx)) {
             Some(role) => {

@@ -92,7 +92,7 @@ pub fn probed_status(current: Option<&CloudEndpointStatus>, info: &EndpointInfo,
 /// The Secret is read with a GET, not watched: the chart lets the operator `get` Secrets only, in the
 /// namespaces it names, and a watch would need `list` and `watch` there too. The GET asks for the Secret's
 /// metadata only: its resourceVersion says whether it changed, and its data is read only when it did.
-pub async fn refresh_driver(endpoint: &CloudEndpoint, ctx: &Context) -> Result<DriverEntry, Error> {
+async fn refresh_driver(endpoint: &CloudEndpoint, ctx: &Context) -> Result<DriverEntry, Error> {
     let secret_ref = &endpoint.spec.credentials_secret_ref;
     let secrets = Api::<Secret>::namespaced(ctx.client.clone(), &secret_ref.namespace);
     let not_found = || {
@@ -148,6 +148,9 @@ pub async fn refresh_driver(endpoint: &CloudEndpoint, ctx: &Context) -> Result<D
             built_from,
             driver: build_driver(endpoint, token, Some(ctx.metrics.endpoint_observer(&name)))?,
             poll: poll_interval(endpoint),
+            background_reads: Arc::new(tokio::sync::Semaphore::new(
+                crate::billing::cluster::usage::reads_per_endpoint(endpoint.spec.max_concurrent_operations),
+            )),
         })
     })
 }
@@ -210,6 +213,20 @@ impl super::registry::Kind for CloudEndpoint {
     /// Customers and subscriptions waiting on this endpoint may go on.
     fn changed(wakers: &super::registry::Wakers, stores: &super::registry::Stores, obj: &Self) {
         wakers.endpoint_changed(stores, obj);
+    }
+}
+
+/// The named endpoint's driver for a cleanup, or `None` when the API server says the endpoint does not
+/// exist. A cleanup may conclude that an endpoint is gone only from the API, never from a cache that can lag
+/// (not synced yet, or outside this operator's selector): an endpoint missing from the cache is looked up
+/// live, and its driver built from what the API server answered.
+pub async fn driver_for_cleanup(endpoint_name: &str, ctx: &Context) -> Result<Option<DriverEntry>, Error> {
+    if ctx.stores.endpoint(endpoint_name).is_some() {
+        return driver_for(endpoint_name, ctx).await.map(Some);
+    }
+    match ctx.cached_or_live(&ctx.stores.endpoints, None, endpoint_name).await? {
+        Some(live) => refresh_driver(&live, ctx).await.map(Some),
+        None => Ok(None),
     }
 }
 

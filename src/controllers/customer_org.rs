@@ -16,14 +16,14 @@ use tracing::info;
 
 use crate::api::common::DeletionPolicy;
 use crate::api::customer_org::{CustomerOrgState, CustomerOrgStatus};
-use crate::api::{AccessGrant, CloudEndpoint, CloudServiceSubscription, CustomerOrg};
-use crate::controllers::cloud_endpoint::{driver_for, refresh_driver, require_endpoint};
+use crate::api::{AccessGrant, CloudServiceSubscription, CustomerOrg};
+use crate::controllers::cloud_endpoint::{driver_for, driver_for_cleanup, require_endpoint};
 use crate::controllers::entitlement;
 use crate::controllers::namespaces::{self, CUSTOMER_ORG_LABEL, PROVIDER_NAMESPACE_LABEL};
 use crate::controllers::tenant_claim::{self, Claimed, TENANT_CLAIMED};
 use crate::endpoint::{Deletion, DriverError, ExternalOrg, OrgDesired};
 use crate::runtime::conditions::{self, Phase};
-use crate::runtime::context::{Context, DriverEntry};
+use crate::runtime::context::Context;
 use crate::runtime::create_protocol::{self, Creating};
 use crate::runtime::error::Error;
 use crate::runtime::reconciler::{Cleanup, Managed, Outcome};
@@ -213,7 +213,7 @@ impl Managed for CustomerOrg {
         if self.spec.deletion_policy == DeletionPolicy::Delete {
             // Gone only on the API server's word: a cache can lack an endpoint that exists (not synced yet,
             // or outside this operator's selector).
-            if let Some(entry) = live_driver(endpoint, ctx).await? {
+            if let Some(entry) = driver_for_cleanup(endpoint, ctx).await? {
                 match entry.driver.delete_org(tenant).await {
                     Ok(Deletion::Gone) | Err(DriverError::NotFound { .. }) => {}
                     Ok(Deletion::InProgress) => {
@@ -293,18 +293,6 @@ impl CustomerOrg {
             Claimed::Held { .. } => tenant_claim::held(ctx, self).await,
             Claimed::Refused(_) => Ok(None),
         }
-    }
-}
-
-/// The endpoint's driver, or `None` when the API server says the endpoint does not exist. The cache is asked
-/// first; an endpoint missing from it is looked up live.
-async fn live_driver(endpoint: &str, ctx: &Context) -> Result<Option<DriverEntry>, Error> {
-    if ctx.stores.endpoint(endpoint).is_some() {
-        return driver_for(endpoint, ctx).await.map(Some);
-    }
-    match Api::<CloudEndpoint>::all(ctx.client.clone()).get_opt(endpoint).await? {
-        Some(live) => refresh_driver(&live, ctx).await.map(Some),
-        None => Ok(None),
     }
 }
 

@@ -8,7 +8,7 @@ use kube::ResourceExt;
 use crate::api::common::DeletionPolicy;
 use crate::api::subscription::{CloudServiceSubscriptionStatus, ServiceState};
 use crate::api::{CloudServiceSubscription, CustomerOrg};
-use crate::controllers::cloud_endpoint::{driver_for, require_endpoint};
+use crate::controllers::cloud_endpoint::{driver_for, driver_for_cleanup, require_endpoint};
 use crate::controllers::entitlement;
 use crate::endpoint::{Deletion, DriverError, ExternalInstance, InstanceDesired, InstanceState, Resources};
 use crate::runtime::conditions::Phase;
@@ -198,15 +198,10 @@ impl Managed for CloudServiceSubscription {
             return Ok(Cleanup::Done);
         };
         let endpoint = self.endpoint_name(&customer);
-        if ctx
-            .cached_or_live(&ctx.stores.endpoints, None, &endpoint)
-            .await?
-            .is_none()
-        {
+        let Some(entry) = driver_for_cleanup(&endpoint, ctx).await? else {
             return Ok(Cleanup::Done);
-        }
+        };
         // Delete by name even when no external id was recorded: a create may have landed before a crash.
-        let entry = driver_for(&endpoint, ctx).await?;
         match entry
             .driver
             .delete_instance(&customer.spec.tenant_name, &self.name_any())

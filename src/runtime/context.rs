@@ -58,6 +58,9 @@ pub struct DriverEntry {
     pub driver: Arc<dyn Driver>,
     /// The endpoint's poll interval for work in progress.
     pub poll: Duration,
+    /// Slots for background reads (billing's usage reads) on this endpoint, across the whole process, so
+    /// they leave room for provisioning; sized from the endpoint's spec the driver was built from.
+    pub background_reads: Arc<tokio::sync::Semaphore>,
 }
 
 impl Drivers {

@@ -7,13 +7,12 @@
 //! driver long enough to be refused as throttled. The driver's own rate limit and concurrency cap apply on
 //! top, as for every request.
 
-use std::collections::{BTreeSet, HashMap};
-use std::sync::{Arc, LazyLock, Mutex};
+use std::collections::BTreeSet;
+use std::sync::Arc;
 
 use futures::StreamExt;
 use jiff::{SignedDuration, Timestamp};
 use kube::ResourceExt;
-use tokio::sync::Semaphore;
 
 use crate::api::{CloudServiceSubscription, CommitmentContract, CustomerOrg};
 use crate::billing;
@@ -168,9 +167,8 @@ async fn read_one(ctx: &Context, tenant: &str, read: &Read) -> Result<Vec<endpoi
     if !entry.driver.capabilities().usage {
         return Ok(Vec::new());
     }
-    let slots = endpoint_slots(ctx, &read.endpoint);
     // The semaphore is never closed; without a permit (it cannot happen) the read simply goes on.
-    let _slot = slots.acquire_owned().await.ok();
+    let _slot = entry.background_reads.clone().acquire_owned().await.ok();
     match entry.driver.usage(tenant, read.window).await {
         Ok(found) => Ok(found),
         Err(DriverError::NotFound { .. }) => Ok(Vec::new()),
@@ -182,26 +180,6 @@ async fn read_one(ctx: &Context, tenant: &str, read: &Read) -> Result<Vec<endpoi
 /// request slots: half of them (at least one), the other half left to provisioning and polls.
 pub fn reads_per_endpoint(max_concurrent_operations: i32) -> usize {
     usize::try_from(max_concurrent_operations / 2).unwrap_or(0).max(1)
-}
-
-/// The semaphore bounding usage reads on `endpoint` across every pass of this process, sized from the
-/// endpoint's spec (replaced when that changes; reads holding the old one finish on it).
-fn endpoint_slots(ctx: &Context, endpoint: &str) -> Arc<Semaphore> {
-    /// Per endpoint name: the semaphore's size and the semaphore.
-    type Slots = HashMap<String, (usize, Arc<Semaphore>)>;
-    static SLOTS: LazyLock<Mutex<Slots>> = LazyLock::new(Default::default);
-    let size = ctx
-        .stores
-        .endpoint(endpoint)
-        .map_or(1, |e| reads_per_endpoint(e.spec.max_concurrent_operations));
-    let mut slots = SLOTS.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-    let entry = slots
-        .entry(endpoint.to_owned())
-        .or_insert_with(|| (size, Arc::new(Semaphore::new(size))));
-    if entry.0 != size {
-        *entry = (size, Arc::new(Semaphore::new(size)));
-    }
-    entry.1.clone()
 }
 
 #[cfg(test)]
