@@ -842,7 +842,7 @@ mod tests {
     }
 
     /// Empty caches, but for a provider with namespace `acme`.
-    fn stores_with_provider() -> (crate::runtime::context::Stores, Writers) {
+    fn stores_with_provider() -> (crate::controllers::registry::Stores, Writers) {
         use kube::runtime::reflector::store;
         let (providers, mut providers_writer) = store();
         let provider: crate::api::ProviderOrg = serde_json::from_value(serde_json::json!({
@@ -855,7 +855,7 @@ mod tests {
         let (grant_bindings, bindings) = store();
         let (grant_roles, roles) = store();
         let (grant_role_bindings, role_bindings) = store();
-        let stores = crate::runtime::context::Stores {
+        let stores = crate::controllers::registry::Stores {
             endpoints: store().0,
             providers,
             contracts: store().0,
@@ -863,7 +863,7 @@ mod tests {
             subscriptions: store().0,
             grants: store().0,
             support_requests: store().0,
-            children: crate::runtime::context::Children {
+            children: crate::controllers::registry::Children {
                 provider_namespaces: store().0,
                 customer_namespaces: store().0,
                 administrator_bindings: store().0,

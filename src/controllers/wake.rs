@@ -11,7 +11,7 @@ use crate::api::conditions::is_ready;
 use crate::api::{
     AccessGrant, CloudEndpoint, CloudServiceSubscription, CommitmentContract, CustomerOrg, ProviderOrg, SupportRequest,
 };
-use crate::runtime::context::Stores;
+use crate::controllers::registry::Stores;
 
 pub use super::registry::Wakers;
 

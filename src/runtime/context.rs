@@ -8,7 +8,7 @@ use std::time::Duration;
 use kube::runtime::events::{Recorder, Reporter};
 use kube::runtime::reflector::{ObjectRef, Store};
 
-pub use crate::controllers::registry::{Children, Stores};
+use crate::controllers::registry::Stores;
 use crate::endpoint::Driver;
 use crate::runtime::clock::Clock;
 use crate::runtime::metrics::Metrics;
