@@ -1,11 +1,17 @@
 #!/usr/bin/env bash
-# Installs the system packages the tests need beyond Rust and Go, when they are missing: the Lua 5.1
-# interpreter (Argo CD runs its health checks in Lua 5.1; the GitOps tests run the same scripts with it).
+# Installs the system packages the tests need beyond Rust and Go, when they are missing. One `need` line per
+# tool: the command that shows it is there, and the Debian packages that bring it.
 # Debian or Ubuntu only; as root it uses apt-get directly, otherwise sudo if there is one.
 set -euo pipefail
 
 missing=()
-command -v lua5.1 >/dev/null 2>&1 || missing+=(lua5.1)
+need() { # COMMAND PACKAGE...
+	command -v "$1" >/dev/null 2>&1 || missing+=("${@:2}")
+}
+
+# Argo CD runs its health checks in Lua 5.1; the GitOps tests run the same scripts with it.
+need lua5.1 lua5.1
+
 [[ ${#missing[@]} -eq 0 ]] && exit 0
 
 say() { printf '[deps %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
@@ -22,7 +28,10 @@ if ! command -v apt-get >/dev/null 2>&1; then
 	exit 1
 fi
 say "installing ${missing[*]} from the distribution's packages"
+started=$SECONDS
 export DEBIAN_FRONTEND=noninteractive
-"${sudo[@]}" apt-get update -qq
-"${sudo[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
-say "installed: $(lua5.1 -v 2>&1)"
+# Another install running at the same time holds dpkg's lock: wait for it rather than fail.
+apt=("${sudo[@]}" apt-get -o DPkg::Lock::Timeout=600)
+"${apt[@]}" update -qq
+"${apt[@]}" install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+say "installed ${missing[*]} in $((SECONDS - started)) s"
