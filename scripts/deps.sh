@@ -11,6 +11,12 @@ need() { # COMMAND PACKAGE...
 
 # Argo CD runs its health checks in Lua 5.1; the GitOps tests run the same scripts with it.
 need lua5.1 lua5.1
+# The dashboards' queries run against a real Prometheus; promtool checks and unit-tests the alert rules.
+need prometheus prometheus
+need promtool prometheus
+# The invoice rendering test reads the PDF's text and renders its first page to PNG.
+need pdftotext poppler-utils
+need pdftoppm poppler-utils
 
 [[ ${#missing[@]} -eq 0 ]] && exit 0
 

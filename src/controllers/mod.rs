@@ -4,6 +4,7 @@
 //! for all.
 
 pub mod access_grant;
+pub mod business_metrics;
 pub mod cloud_endpoint;
 pub mod commitment_contract;
 pub mod customer_org;

@@ -9,11 +9,13 @@
 //! three parts of a pass run side by side, and each reads usage concurrently ([`crate::billing::cluster::usage`]).
 
 use async_trait::async_trait;
+use kube::ResourceExt;
 
 use crate::api::ProviderOrg;
 use crate::api::provider_org::ProviderOrgStatus;
 use crate::billing::cluster::invoicing::{self, Billing};
 use crate::billing::cluster::views;
+use crate::controllers::business_metrics;
 use crate::runtime::conditions::Phase;
 use crate::runtime::context::Context;
 use crate::runtime::error::Error;
@@ -75,6 +77,8 @@ impl Part for ProviderBilling {
         };
         match invoiced {
             Some(Ok(done)) => {
+                let totals = business_metrics::invoiced_totals(&done.invoices);
+                ctx.metrics.set_invoiced(&provider.name_any(), totals);
                 phase = Phase::Ready {
                     reason: "Billed".into(),
                     message: format!("{} invoices issued for {}", done.issued, done.period.label()),
@@ -85,7 +89,7 @@ impl Part for ProviderBilling {
                 }
             }
             Some(Err(error)) => problem = problem.or(Some(error)),
-            None => {}
+            None => ctx.metrics.set_invoiced(&provider.name_any(), Vec::new()),
         }
         match view {
             Some(Ok(view)) => status.billing = Some(view),

@@ -20,7 +20,9 @@ use crate::api::{
     AccessGrant, CloudEndpoint, CloudServiceSubscription, CommitmentContract, CustomerOrg, Invoice, ProviderOrg,
     SupportRequest, TenantClaim,
 };
+use crate::controllers::business_metrics::{self, Snapshot};
 use crate::runtime::context::Context;
+use crate::runtime::metrics::ScrapeGauges;
 use crate::runtime::reconciler::Managed;
 use crate::runtime::server;
 use crate::runtime::watch::{controller, drive};
@@ -181,9 +183,20 @@ macro_rules! kinds {
         }
 
         impl Stores {
-            /// Sets the per-kind object gauges (Ready or not, pending) from the caches.
-            pub fn record_gauges(&self, ctx: &Context) {
-                $(server::set_objects(ctx, &self.$field);)*
+            /// Sets the per-kind object gauges (Ready or not, pending) from the caches, and adds the
+            /// gauges computed at each scrape: objects not Ready per reason, and the business gauges.
+            pub fn record_gauges(&self, ctx: &Context, gauges: &mut ScrapeGauges) {
+                let mut not_ready = Vec::new();
+                $(
+                    let objects = self.$field.state();
+                    server::set_objects(ctx, &objects);
+                    not_ready.extend(business_metrics::not_ready(
+                        &$kind::kind(&()),
+                        objects.iter().map(|o| server::ready_condition(o.as_ref())),
+                    ));
+                )*
+                gauges.add("objects_not_ready", "Objects not Ready, per kind and reason", not_ready);
+                business_metrics::record(gauges, &self.snapshot(ctx), ctx.clock.now());
             }
         }
 
@@ -218,6 +231,19 @@ kinds! {
 }
 
 impl Stores {
+    /// What the business gauges are computed from.
+    fn snapshot(&self, ctx: &Context) -> Snapshot {
+        Snapshot {
+            providers: self.providers.state(),
+            contracts: self.contracts.state(),
+            subscriptions: self.subscriptions.state(),
+            grants: self.grants.state(),
+            support_requests: self.support_requests.state(),
+            endpoints: self.endpoints.state(),
+            invoiced: ctx.metrics.invoiced(),
+        }
+    }
+
     pub fn endpoint(&self, name: &str) -> Option<Arc<CloudEndpoint>> {
         self.endpoints.get(&ObjectRef::new(name))
     }

@@ -16,8 +16,14 @@
 //! | `endpoint_request_duration_seconds` | histogram | endpoint | time from sending a request to its full answer |
 //! | `leader` | gauge | | 1 while this instance reconciles, 0 while it stands by |
 //! | `build_info` | gauge | version | always 1 |
+//!
+//! The business gauges (billing, commitments, subscriptions, support, endpoints) are computed from the
+//! caches at each scrape into a fresh [`ScrapeGauges`] (see `crate::controllers::business_metrics`), so a
+//! series whose objects went away disappears with them.
 
-use std::sync::Arc;
+use std::collections::BTreeMap;
+use std::sync::atomic::AtomicU64;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use prometheus_client::encoding::EncodeLabelSet;
@@ -69,6 +75,44 @@ pub struct Metrics {
     endpoint_errors: Family<EndpointOnlyLabel, Counter>,
     endpoint_duration: Family<EndpointOnlyLabel, Histogram>,
     pub leader: Gauge,
+    /// What each provider's last closed billing period was invoiced, per provider name, as billing last
+    /// found it; billing runs apart from scrapes and invoices are not cached, so billing records it here.
+    pub invoiced: Mutex<BTreeMap<String, Vec<InvoicedTotal>>>,
+}
+
+/// The invoices of one customer in one currency for a provider's last closed billing period.
+#[derive(Clone, Debug, PartialEq)]
+pub struct InvoicedTotal {
+    pub customer: String,
+    pub currency: String,
+    /// The sum of the invoices' subtotals (before tax).
+    pub subtotal: f64,
+    /// The sum of their totals (with tax).
+    pub total: f64,
+}
+
+/// The labels of one series of a gauge computed at scrape time, in order.
+pub type Labels = Vec<(&'static str, String)>;
+
+/// Gauges computed at one scrape: a registry made fresh for each scrape, encoded after the operational
+/// metrics.
+pub struct ScrapeGauges(Registry);
+
+impl Default for ScrapeGauges {
+    fn default() -> Self {
+        ScrapeGauges(Registry::with_prefix("navigator"))
+    }
+}
+
+impl ScrapeGauges {
+    /// Adds the gauge `navigator_<name>` with one series per sample. Samples with the same labels add up.
+    pub fn add(&mut self, name: &str, help: &str, samples: impl IntoIterator<Item = (Labels, f64)>) {
+        let family = Family::<Labels, Gauge<f64, AtomicU64>>::default();
+        for (labels, value) in samples {
+            family.get_or_create(&labels).inc_by(value);
+        }
+        self.0.register(name, help, family);
+    }
 }
 
 impl Default for Metrics {
@@ -95,6 +139,7 @@ impl Default for Metrics {
             endpoint_errors: Family::default(),
             endpoint_duration,
             leader: Gauge::default(),
+            invoiced: Mutex::default(),
         };
         registry.register("reconciles", "Reconciles run, per kind", metrics.reconciles.clone());
         registry.register(
@@ -248,9 +293,29 @@ impl Metrics {
 
     /// The metrics in the OpenMetrics text format.
     pub fn encode(&self) -> String {
+        self.encode_with(&ScrapeGauges::default())
+    }
+
+    /// The metrics and the gauges computed for this scrape, in the OpenMetrics text format.
+    pub fn encode_with(&self, scraped: &ScrapeGauges) -> String {
+        use prometheus_client::encoding::text::{encode_eof, encode_registry};
         let mut out = String::new();
-        prometheus_client::encoding::text::encode(&mut out, &self.registry).expect("writing to a String");
+        encode_registry(&mut out, &self.registry)
+            .and_then(|()| encode_registry(&mut out, &scraped.0))
+            .and_then(|()| encode_eof(&mut out))
+            .expect("writing to a String");
         out
+    }
+
+    /// Records what `provider`'s last closed period was invoiced (see [`Metrics::invoiced`]).
+    pub fn set_invoiced(&self, provider: &str, totals: Vec<InvoicedTotal>) {
+        let mut invoiced = self.invoiced.lock().unwrap_or_else(|e| e.into_inner());
+        invoiced.insert(provider.to_string(), totals);
+    }
+
+    /// What [`Metrics::set_invoiced`] recorded, per provider.
+    pub fn invoiced(&self) -> BTreeMap<String, Vec<InvoicedTotal>> {
+        self.invoiced.lock().unwrap_or_else(|e| e.into_inner()).clone()
     }
 }
 
@@ -341,6 +406,24 @@ mod tests {
             ),
             Some(3.0)
         );
+    }
+
+    #[test]
+    fn scrape_gauges_follow_the_operational_metrics_and_add_up_equal_labels() {
+        let metrics = Metrics::default();
+        let mut scraped = ScrapeGauges::default();
+        let labels = |p: &str| vec![("provider", p.to_string())];
+        scraped.add(
+            "things",
+            "Things",
+            [(labels("a"), 1.0), (labels("a"), 2.5), (labels("b"), 1.0)],
+        );
+        let text = metrics.encode_with(&scraped);
+        assert_eq!(sample(&text, r#"navigator_things{provider="a"}"#), Some(3.5));
+        assert_eq!(sample(&text, r#"navigator_things{provider="b"}"#), Some(1.0));
+        assert!(text.contains("navigator_build_info"));
+        assert_eq!(text.matches("# EOF").count(), 1, "{text}");
+        assert!(text.ends_with("# EOF\n"));
     }
 
     #[test]

@@ -15,11 +15,11 @@ use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::IntoResponse;
 use axum::routing::get;
-use kube::runtime::reflector::Store;
 
-use crate::api::conditions::{READY, find};
+use crate::api::conditions::{Condition, READY, find};
 use crate::runtime::context::Context;
 use crate::runtime::leader::{Leadership, Role};
+use crate::runtime::metrics::ScrapeGauges;
 use crate::runtime::reconciler::Object;
 
 struct ServerState {
@@ -117,27 +117,27 @@ async fn readyz(State(state): State<Arc<ServerState>>) -> impl IntoResponse {
 }
 
 async fn metrics(State(state): State<Arc<ServerState>>) -> impl IntoResponse {
-    update_object_gauges(&state.ctx);
+    let mut scraped = ScrapeGauges::default();
+    state.ctx.stores.record_gauges(&state.ctx, &mut scraped);
+    state.ctx.metrics.backing_off.set(state.ctx.backoff.len() as i64);
     (
         [(
             header::CONTENT_TYPE,
             "application/openmetrics-text; version=1.0.0; charset=utf-8",
         )],
-        state.ctx.metrics.encode(),
+        state.ctx.metrics.encode_with(&scraped),
     )
 }
 
-/// Sets the per-kind object gauges (Ready or not, pending) and the backoff gauge from the caches.
-fn update_object_gauges(ctx: &Context) {
-    ctx.stores.record_gauges(ctx);
-    ctx.metrics.backing_off.set(ctx.backoff.len() as i64);
-}
-
-/// Sets the gauges of one kind from its cache.
-pub fn set_objects<K: Object>(ctx: &Context, store: &Store<K>) {
-    let objects = store.state();
+/// Sets the gauges of one kind from a snapshot of its cache.
+pub fn set_objects<K: Object>(ctx: &Context, objects: &[Arc<K>]) {
     ctx.metrics
         .set_objects(&K::kind(&()), objects.iter().map(|o| ready_and_pending(o.as_ref())));
+}
+
+/// An object's Ready condition, if it has one.
+pub fn ready_condition<K: Object>(obj: &K) -> Option<&Condition> {
+    obj.status().and_then(|s| find(K::conditions(s), READY))
 }
 
 /// Whether an object is Ready, and whether its current generation still waits for a reconcile (no

@@ -39,7 +39,7 @@ use tracing::{debug, info};
 
 use crate::api::invoice::InvoicePhase;
 use crate::api::provider_org::BillingSettings;
-use crate::api::{CloudServiceSubscription, CustomerOrg, Invoice, ProviderOrg};
+use crate::api::{CloudServiceSubscription, CustomerOrg, Invoice, InvoiceSpec, ProviderOrg};
 use crate::billing::cluster::usage::{self, Wanted, usage_endpoints};
 use crate::billing::{
     self, BillingCycle, Currency, InvoiceDraft, InvoiceHeader, Period, PriceBook, RatingError, draft_invoice,
@@ -154,6 +154,8 @@ pub struct Invoiced {
     pub issued: usize,
     /// Of those, written by this reconcile.
     pub written: usize,
+    /// The invoices of the period that exist now, in customer order.
+    pub invoices: Vec<InvoiceSpec>,
 }
 
 /// Writes the missing invoices of the last closed period for every customer of `provider`.
@@ -191,7 +193,7 @@ pub async fn invoice_last_closed_period(
 
     // What each provisioned customer needs: its invoice marked issued, or written. Outcomes are kept in
     // customer order, so the problem reported is the first customer's whatever finished first.
-    let mut outcomes: Vec<(usize, Result<Option<bool>, Error>)> = Vec::new();
+    let mut outcomes: Vec<(usize, Result<Option<(bool, InvoiceSpec)>, Error>)> = Vec::new();
     let mut missing: Vec<(usize, Arc<CustomerOrg>, String)> = Vec::new();
     for (index, customer) in customers.iter().enumerate() {
         let Some(customer_namespace) = customer.status.as_ref().and_then(|s| s.namespace.clone()) else {
@@ -199,7 +201,10 @@ pub async fn invoice_last_closed_period(
         };
         let name = invoice_name(&customer.name_any(), &period);
         match existing.get(&(customer_namespace.clone(), name)) {
-            Some(invoice) => outcomes.push((index, ensure_issued(invoice, ctx).await.map(|()| Some(false)))),
+            Some(invoice) => {
+                let issued = ensure_issued(invoice, ctx).await;
+                outcomes.push((index, issued.map(|()| Some((false, invoice.spec.clone())))));
+            }
             None => missing.push((index, customer.clone(), customer_namespace)),
         }
     }
@@ -209,26 +214,29 @@ pub async fn invoice_last_closed_period(
         .collect();
     let usage = usage::read(ctx, &wanted, period.start(), period.end()).await;
     let period = &period;
-    let written: Vec<(usize, Result<Option<bool>, Error>)> = futures::stream::iter(missing.into_iter().zip(usage))
-        .map(|((index, customer, customer_namespace), usage)| async move {
-            let outcome = match usage {
-                Ok(usage) => write_invoice(provider, billing, period, &customer, &customer_namespace, usage, ctx).await,
-                Err(error) => Err(error),
-            };
-            (index, outcome)
-        })
-        .buffer_unordered(usage::READS_PER_PASS)
-        .collect()
-        .await;
+    let written: Vec<(usize, Result<Option<(bool, InvoiceSpec)>, Error>)> =
+        futures::stream::iter(missing.into_iter().zip(usage))
+            .map(|((index, customer, customer_namespace), usage)| async move {
+                let outcome = match usage {
+                    Ok(usage) => {
+                        write_invoice(provider, billing, period, &customer, &customer_namespace, usage, ctx).await
+                    }
+                    Err(error) => Err(error),
+                };
+                (index, outcome)
+            })
+            .buffer_unordered(usage::READS_PER_PASS)
+            .collect()
+            .await;
     outcomes.extend(written);
     outcomes.sort_by_key(|(index, _)| *index);
 
-    let (mut issued, mut written, mut first_error) = (0, 0, None);
+    let (mut written, mut first_error, mut invoices) = (0, None, Vec::new());
     for (index, outcome) in outcomes {
         match outcome {
-            Ok(Some(new)) => {
-                issued += 1;
+            Ok(Some((new, spec))) => {
                 written += usize::from(new);
+                invoices.push(spec);
             }
             Ok(None) => {}
             Err(error) => {
@@ -241,8 +249,9 @@ pub async fn invoice_last_closed_period(
         Some(error) => Err(error),
         None => Ok(Invoiced {
             period: period.clone(),
-            issued,
+            issued: invoices.len(),
             written,
+            invoices,
         }),
     }
 }
@@ -256,8 +265,9 @@ fn subscriptions_in(ctx: &Context, namespace: &str) -> Vec<Arc<CloudServiceSubsc
         .collect()
 }
 
-/// Computes from its `usage` in `period` and creates one customer's invoice: `Some(true)` when written,
-/// `Some(false)` when it already existed, `None` when the customer is not invoiced for the period.
+/// Computes from its `usage` in `period` and creates one customer's invoice: `Some((true, spec))` when
+/// written, `Some((false, spec))` when it already existed, `None` when the customer is not invoiced for the
+/// period.
 async fn write_invoice(
     provider: &ProviderOrg,
     billing: &Billing,
@@ -266,7 +276,7 @@ async fn write_invoice(
     customer_namespace: &str,
     usage: Vec<billing::UsageRecord>,
     ctx: &Context,
-) -> Result<Option<bool>, Error> {
+) -> Result<Option<(bool, InvoiceSpec)>, Error> {
     let customer_name = customer.name_any();
     let created = customer.metadata.creation_timestamp.as_ref().map(|t| t.0);
     if !is_billed(created, period, !usage.is_empty()) {
@@ -293,7 +303,7 @@ async fn write_invoice(
         Err(kube::Error::Api(status)) if status.code == 409 => {
             let live = api.get(&draft.name).await?;
             ensure_issued(&live, ctx).await?;
-            return Ok(Some(false));
+            return Ok(Some((false, live.spec)));
         }
         Err(error) => return Err(error.into()),
     };
@@ -317,7 +327,7 @@ async fn write_invoice(
     if let Err(error) = ctx.recorder.publish(&event, &created.object_ref(&())).await {
         debug!(invoice = %draft.name, %error, "could not publish event");
     }
-    Ok(Some(true))
+    Ok(Some((true, created.spec)))
 }
 
 /// Writes an invoice's status (`Issued`, Ready) unless it already says so: the invoice exists, so it was
