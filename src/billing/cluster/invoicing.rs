@@ -158,6 +158,9 @@ pub struct Invoiced {
     pub invoices: Vec<InvoiceSpec>,
 }
 
+/// What became of one customer's invoice: `Some((written now, spec))`, or `None` when not invoiced.
+type Outcome = Result<Option<(bool, InvoiceSpec)>, Error>;
+
 /// Writes the missing invoices of the last closed period for every customer of `provider`.
 pub async fn invoice_last_closed_period(
     provider: &ProviderOrg,
@@ -193,7 +196,7 @@ pub async fn invoice_last_closed_period(
 
     // What each provisioned customer needs: its invoice marked issued, or written. Outcomes are kept in
     // customer order, so the problem reported is the first customer's whatever finished first.
-    let mut outcomes: Vec<(usize, Result<Option<(bool, InvoiceSpec)>, Error>)> = Vec::new();
+    let mut outcomes: Vec<(usize, Outcome)> = Vec::new();
     let mut missing: Vec<(usize, Arc<CustomerOrg>, String)> = Vec::new();
     for (index, customer) in customers.iter().enumerate() {
         let Some(customer_namespace) = customer.status.as_ref().and_then(|s| s.namespace.clone()) else {
@@ -214,20 +217,17 @@ pub async fn invoice_last_closed_period(
         .collect();
     let usage = usage::read(ctx, &wanted, period.start(), period.end()).await;
     let period = &period;
-    let written: Vec<(usize, Result<Option<(bool, InvoiceSpec)>, Error>)> =
-        futures::stream::iter(missing.into_iter().zip(usage))
-            .map(|((index, customer, customer_namespace), usage)| async move {
-                let outcome = match usage {
-                    Ok(usage) => {
-                        write_invoice(provider, billing, period, &customer, &customer_namespace, usage, ctx).await
-                    }
-                    Err(error) => Err(error),
-                };
-                (index, outcome)
-            })
-            .buffer_unordered(usage::READS_PER_PASS)
-            .collect()
-            .await;
+    let written: Vec<(usize, Outcome)> = futures::stream::iter(missing.into_iter().zip(usage))
+        .map(|((index, customer, customer_namespace), usage)| async move {
+            let outcome = match usage {
+                Ok(usage) => write_invoice(provider, billing, period, &customer, &customer_namespace, usage, ctx).await,
+                Err(error) => Err(error),
+            };
+            (index, outcome)
+        })
+        .buffer_unordered(usage::READS_PER_PASS)
+        .collect()
+        .await;
     outcomes.extend(written);
     outcomes.sort_by_key(|(index, _)| *index);
 
@@ -276,7 +276,7 @@ async fn write_invoice(
     customer_namespace: &str,
     usage: Vec<billing::UsageRecord>,
     ctx: &Context,
-) -> Result<Option<(bool, InvoiceSpec)>, Error> {
+) -> Outcome {
     let customer_name = customer.name_any();
     let created = customer.metadata.creation_timestamp.as_ref().map(|t| t.0);
     if !is_billed(created, period, !usage.is_empty()) {
