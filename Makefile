@@ -34,7 +34,7 @@ deps: ## Install the system packages the tests need when missing (lua5.1, for th
 
 helm-lint: controlplane ## helm lint --strict on the chart, with its default values and with every option on
 	.cache/bin/helm lint --strict charts/navigator
-	.cache/bin/helm lint --strict charts/navigator --set metrics.serviceMonitor.enabled=true,networkPolicy.enabled=true,rbac.credentialNamespaces={default}
+	.cache/bin/helm lint --strict charts/navigator --set metrics.serviceMonitor.enabled=true,metrics.dashboards.enabled=true,metrics.prometheusRule.enabled=true,networkPolicy.enabled=true,rbac.credentialNamespaces={default}
 
 generate: ## Regenerate the CRDs from the Rust types into crds/ and charts/navigator/crds/
 	$(CARGO) run -q --bin navigator -- crds --out-dir crds --out-dir charts/navigator/crds
