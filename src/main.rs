@@ -26,7 +26,7 @@ enum Command {
     /// The organisations you hold a role in, and switching between them (sets the kubeconfig namespace).
     #[command(subcommand)]
     Org(navigator::cli::org::OrgCommand),
-    /// Invoices: export them as CSV or JSON (needs only read access to them).
+    /// Invoices: export them as CSV or JSON, or render one as PDF or HTML (needs only read access to them).
     #[command(subcommand)]
     Invoice(navigator::cli::export::InvoiceCommand),
     /// Usage: a CSV report per service, metric and customer from the invoices (needs only read access).

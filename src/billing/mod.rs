@@ -26,6 +26,7 @@
 
 mod burndown;
 pub mod cluster;
+pub mod document;
 mod export;
 mod invoice;
 mod money;

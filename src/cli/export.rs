@@ -27,6 +27,9 @@ pub enum InvoiceCommand {
     /// Export invoices as CSV (one row per line item) or JSON, from a customer namespace, every customer of
     /// a provider, or the whole cluster, optionally for one billing period.
     Export(ExportArgs),
+    /// Write one invoice as a PDF or HTML document, with the provider's and customer's names, the period,
+    /// the line items, subtotal, tax and total; the same bytes on every run.
+    Render(crate::cli::render::RenderArgs),
 }
 
 /// `navigator usage …`
@@ -191,7 +194,10 @@ fn write_output(selection: &Selection, text: &str, out: &mut impl Write) -> anyh
 
 /// `navigator invoice …`, writing to `out` unless `--output` names a file.
 pub async fn run_invoice(command: InvoiceCommand, out: &mut impl Write) -> anyhow::Result<()> {
-    let InvoiceCommand::Export(args) = command;
+    let args = match command {
+        InvoiceCommand::Export(args) => args,
+        InvoiceCommand::Render(args) => return crate::cli::render::run(args).await,
+    };
     let client = kube::Client::try_default().await.context("reading the kubeconfig")?;
     let invoices = select(&client, &args.selection).await?;
     let text = match args.format {
@@ -223,9 +229,9 @@ mod tests {
     fn parse(args: &[&str]) -> Result<ExportArgs, clap::Error> {
         let mut argv = vec!["navigator", "export"];
         argv.extend(args);
-        Cli::try_parse_from(argv).map(|c| {
-            let InvoiceCommand::Export(args) = c.invoice;
-            args
+        Cli::try_parse_from(argv).map(|c| match c.invoice {
+            InvoiceCommand::Export(args) => args,
+            InvoiceCommand::Render(_) => unreachable!("parsed as export"),
         })
     }
 
