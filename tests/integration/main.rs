@@ -16,6 +16,7 @@ mod restarts;
 mod access;
 mod drift;
 mod gitops;
+mod observability;
 mod packaging;
 mod retry_after;
 mod support_requests;

@@ -60,7 +60,7 @@ pub fn installed_chart() -> &'static str {
 }
 
 /// `helm template` of the chart with extra arguments (no cluster needed): the documents, or helm's error.
-fn helm_template(extra: &[&str]) -> Result<Vec<Value>, String> {
+pub(crate) fn helm_template(extra: &[&str]) -> Result<Vec<Value>, String> {
     let home = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("helm-template");
     let output = std::process::Command::new(navigator_testenv::bin_dir().join("helm"))
         .env("HELM_CACHE_HOME", home.join("cache"))
