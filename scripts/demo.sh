@@ -271,6 +271,22 @@ echo
 kubectl get commitmentcontract acme-2026 -n acme-cloud \
 	-o jsonpath='consumed {.status.consumed}{"\n"}remaining {.status.remaining}{"\n"}forecast {.status.forecast}{"\n"}'
 
+say "globex's invoice for ${last_month} as documents: navigator invoice render (PDF and HTML, the same bytes on every run)"
+for format in pdf html; do
+	"$navigator" invoice render "globex-${last_month}" -n acme-cloud-globex --format "$format" \
+		--out "$state/invoice-globex-${last_month}.$format"
+	echo "  $state/invoice-globex-${last_month}.$format"
+done
+
+say "Business metrics on the operator's /metrics (a few of them), the Grafana dashboards and the alerts"
+curl -sf "http://127.0.0.1:$operator_port/metrics" |
+	grep -E '^navigator_(billing_estimated_charges|invoiced_total|commitment_amount|subscriptions|support_requests)\{'
+echo "Grafana dashboards (JSON; the chart ships them as ConfigMaps with metrics.dashboards.enabled=true):"
+echo "  $root/charts/navigator/dashboards/business.json"
+echo "  $root/charts/navigator/dashboards/operations.json"
+echo "Alert rules (the chart's PrometheusRule with metrics.prometheusRule.enabled=true):"
+echo "  $root/charts/navigator/rules/navigator.rules.yaml"
+
 if [[ "$demo_exit" != 0 ]]; then
 	say "DEMO_EXIT=$demo_exit: the demo ran to the end; stopping everything it started"
 	exit 0
