@@ -11,6 +11,11 @@ need() { # COMMAND PACKAGE...
 
 # Argo CD runs its health checks in Lua 5.1; the GitOps tests run the same scripts with it.
 need lua5.1 lua5.1
+# Request Tracker 5 with SQLite and its standalone web server: the support-request tests run a real RT.
+# dbconfig-no-thanks keeps the packaging from creating a database of its own (the tests make theirs);
+# msmtp-mta provides the mail transport RT's packages require without running a daemon; w3m silences a
+# warning at every RT start.
+need rt-setup-database-5 request-tracker5 rt5-db-sqlite rt5-standalone dbconfig-no-thanks msmtp-mta w3m
 
 [[ ${#missing[@]} -eq 0 ]] && exit 0
 
@@ -28,6 +33,16 @@ if ! command -v apt-get >/dev/null 2>&1; then
 	exit 1
 fi
 say "installing ${missing[*]} from the distribution's packages"
+if [[ " ${missing[*]} " == *" request-tracker5 "* ]]; then
+	# Answers RT's install questions up front so that the install asks nothing.
+	"${sudo[@]}" debconf-set-selections <<-EOF
+		request-tracker5 request-tracker5/rtname string navigator.localhost
+		request-tracker5 request-tracker5/correspondaddress string rt@navigator.localhost
+		request-tracker5 request-tracker5/commentaddress string rt-comment@navigator.localhost
+		request-tracker5 request-tracker5/install-cronjobs boolean false
+		request-tracker5 request-tracker5/handle-siteconfig-permissions boolean true
+	EOF
+fi
 started=$SECONDS
 export DEBIAN_FRONTEND=noninteractive
 # Another install running at the same time holds dpkg's lock: wait for it rather than fail.
