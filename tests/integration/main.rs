@@ -17,6 +17,7 @@ mod access;
 mod drift;
 mod gitops;
 mod packaging;
+mod request_tracker;
 mod retry_after;
 mod support_requests;
 mod tenants;
