@@ -456,8 +456,8 @@ async fn requests_wait_while_request_tracker_is_down_and_are_all_delivered_when_
             .items
             .iter()
             .filter(|r| {
-                let synced = r.condition("Synced");
-                synced.is_some_and(|c| c.status == "False" && c.reason == "EndpointUnavailable")
+                let retrying = r.condition("Reconciling");
+                retrying.is_some_and(|c| c.status == "True" && c.reason == "EndpointUnavailable")
                     && !r.is_ready()
                     && r.condition("Stalled").is_none_or(|c| c.status == "False")
             })
@@ -542,6 +542,7 @@ async fn a_bad_token_an_unknown_queue_or_a_queue_without_the_fields_stall_the_en
             (stalled.status == "True").then_some(stalled)
         })
         .await;
+        println!("{name}: Stalled {}: {}", stalled.reason, stalled.message);
         assert_eq!(stalled.reason, reason, "{name}: {}", stalled.message);
         assert!(
             stalled.message.contains(named),
