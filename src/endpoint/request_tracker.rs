@@ -92,7 +92,12 @@ pub struct RequestTrackerDriver {
     observer: Option<Arc<dyn RequestObserver>>,
     /// The text of transactions already read: RT never changes it, and a poll would read it again.
     bodies: Mutex<HashMap<String, String>>,
+    /// When the queue and its custom fields were last found in order.
+    queue_checked: Mutex<Option<std::time::Instant>>,
 }
+
+/// How long a passed queue check spares a create from checking again.
+const QUEUE_CHECK_VALID: Duration = Duration::from_secs(60);
 
 impl fmt::Debug for RequestTrackerDriver {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -135,7 +140,13 @@ impl RequestTrackerDriver {
             max_queue_wait,
             observer: config.observer,
             bodies: Mutex::new(HashMap::new()),
+            queue_checked: Mutex::new(None),
         })
+    }
+
+    fn queue_checked_within(&self, within: Duration) -> bool {
+        let checked = *self.queue_checked.lock().unwrap_or_else(|e| e.into_inner());
+        checked.is_some_and(|at| at.elapsed() < within)
     }
 
     /// The custom fields tickets need in the queue.
@@ -252,7 +263,10 @@ impl RequestTrackerDriver {
         };
         let applied = names_of(&queue["TicketCustomFields"]);
         match missing_fields(&self.required_fields(), &applied) {
-            None => Ok(()),
+            None => {
+                *self.queue_checked.lock().unwrap_or_else(|e| e.into_inner()) = Some(std::time::Instant::now());
+                Ok(())
+            }
             Some(missing) => Err(DriverError::Invalid {
                 message: format!(
                     "custom field(s) {missing} are not applied to queue {:?} in Request Tracker (RT drops their \
@@ -264,37 +278,52 @@ impl RequestTrackerDriver {
         }
     }
 
-    /// The ticket's transactions that are comments or replies, oldest first, with their text.
-    async fn comments(&self, id: &str, filed_by: &str) -> DriverResult<Vec<Comment>> {
-        let mut comments = Vec::new();
+    /// The ticket's history, oldest first: every page.
+    async fn history(&self, id: &str) -> DriverResult<Vec<Value>> {
+        let mut transactions = Vec::new();
         let mut page = 1u32;
         loop {
             let page_text = page.to_string();
-            let answer = self
-                .get(
-                    &["ticket", id, "history"],
-                    &[
-                        ("fields", "Type,Creator,Created,Data"),
-                        ("per_page", "100"),
-                        ("page", &page_text),
-                    ],
-                )
-                .await?;
-            for item in answer["items"].as_array().into_iter().flatten() {
-                let Some(mut comment) = comment_of(item, filed_by) else {
-                    continue;
-                };
-                if comment.idempotency_key.is_none() {
-                    comment.body = self.body(&comment.id).await?;
-                }
-                comments.push(comment);
+            let query = [
+                ("fields", "Type,Creator,Created,Data"),
+                ("per_page", "100"),
+                ("page", page_text.as_str()),
+            ];
+            let mut answer = self.get(&["ticket", id, "history"], &query).await?;
+            if let Value::Array(items) = answer["items"].take() {
+                transactions.extend(items);
             }
-            let pages = answer["pages"].as_f64().unwrap_or(1.0);
-            if f64::from(page) >= pages {
-                return Ok(comments);
+            if f64::from(page) >= answer["pages"].as_f64().unwrap_or(1.0) {
+                return Ok(transactions);
             }
             page += 1;
         }
+    }
+
+    /// The ticket's comments and replies, oldest first, with their text.
+    async fn comments(&self, id: &str, filed_by: &str) -> DriverResult<Vec<Comment>> {
+        let mut comments = Vec::new();
+        for transaction in self.history(id).await? {
+            let Some(mut comment) = comment_of(&transaction, filed_by) else {
+                continue;
+            };
+            if comment.idempotency_key.is_none() {
+                comment.body = self.body(&comment.id).await?;
+            }
+            comments.push(comment);
+        }
+        Ok(comments)
+    }
+
+    /// The provider comment sent with this key, if it is in the ticket's history.
+    async fn sent_comment(&self, id: &str, idempotency_key: &str) -> DriverResult<Option<Comment>> {
+        let marker = format!("{COMMENT_MARKER}{idempotency_key}");
+        Ok(self
+            .history(id)
+            .await?
+            .iter()
+            .filter(|t| t["Data"].as_str().is_some_and(|subject| subject.trim() == marker))
+            .find_map(|t| comment_of(t, t["Creator"]["id"].as_str().unwrap_or_default())))
     }
 
     /// The plain text of a transaction.
@@ -691,8 +720,11 @@ impl Driver for RequestTrackerDriver {
     }
 
     async fn create_ticket(&self, idempotency_key: &str, desired: &TicketDesired) -> DriverResult<Ticket> {
-        // A field RT does not know would be dropped silently: leaving a ticket nobody can find again.
-        self.check_queue().await?;
+        // A field RT does not know would be dropped silently, leaving a ticket nobody can find again: check
+        // the queue unless a check passed within the last minute (the probe checks every poll).
+        if !self.queue_checked_within(QUEUE_CHECK_VALID) {
+            self.check_queue().await?;
+        }
         let body = new_ticket_body(&self.queue, self.fields(), idempotency_key, desired);
         let answer = self.call(Method::POST, &["ticket"], &[], Some(body)).await?;
         let id = id_of(&answer.body["id"]).ok_or_else(|| {
@@ -757,14 +789,8 @@ impl Driver for RequestTrackerDriver {
         body: &str,
         visibility: CommentVisibility,
     ) -> DriverResult<Comment> {
-        let sent = |ticket: &Ticket| {
-            ticket
-                .comments
-                .iter()
-                .find(|c| c.idempotency_key.as_deref() == Some(idempotency_key))
-                .cloned()
-        };
-        if let Some(comment) = sent(&self.require_ticket(id).await?) {
+        // Only Navigator writes its marker subject, so the history alone tells whether the comment arrived.
+        if let Some(comment) = self.sent_comment(id, idempotency_key).await? {
             return Ok(comment);
         }
         let action = match visibility {
@@ -787,10 +813,13 @@ impl Driver for RequestTrackerDriver {
                 ),
             });
         }
-        sent(&self.require_ticket(id).await?).ok_or_else(|| {
-            DriverError::unavailable(format!(
-                "Request Tracker accepted comment {idempotency_key} on ticket {id} but its history does not show it"
-            ))
+        // RT answers 201 only once the transaction is recorded; its id is read with the next poll.
+        Ok(Comment {
+            id: idempotency_key.to_string(),
+            author: Author::Provider,
+            body: body.to_string(),
+            created_at: Timestamp::now(),
+            idempotency_key: Some(idempotency_key.to_string()),
         })
     }
 
