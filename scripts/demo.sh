@@ -177,7 +177,7 @@ watching kubectl wait --for=condition=Established -f crds/ --timeout=60s
 
 # The vendor's ticket system: a real Request Tracker when it is installed (make deps), else the simulator.
 rt=""
-if [[ -x /usr/share/request-tracker5/libexec/rt-server ]] && command -v rt-setup-database-5 >/dev/null 2>&1; then
+if [[ -x /usr/share/request-tracker5/libexec/rt-server && -x /usr/sbin/rt-setup-database-5 ]]; then
 	rt=1
 	say "Starting Request Tracker 5 on loopback (SQLite in a temporary folder): the vendor's ticket system"
 	start "request tracker" "$state/request-tracker.log" "$testenv" rt --env-out "$state/request-tracker.env"

@@ -15,7 +15,7 @@ need lua5.1 lua5.1
 # dbconfig-no-thanks keeps the packaging from creating a database of its own (the tests make theirs);
 # msmtp-mta provides the mail transport RT's packages require without running a daemon; w3m silences a
 # warning at every RT start.
-need rt-setup-database-5 request-tracker5 rt5-db-sqlite rt5-standalone dbconfig-no-thanks msmtp-mta w3m
+need /usr/share/request-tracker5/libexec/rt-server request-tracker5 rt5-db-sqlite rt5-standalone dbconfig-no-thanks msmtp-mta w3m
 
 [[ ${#missing[@]} -eq 0 ]] && exit 0
 

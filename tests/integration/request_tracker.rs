@@ -225,7 +225,7 @@ async fn a_support_request_lives_its_whole_life_in_request_tracker() {
     let navigator = Rest::new(rt, &rt.navigator_token);
     assert_eq!(
         navigator.ticket_ids(&key_query(&uid)).await,
-        [id.clone()],
+        std::slice::from_ref(&id),
         "one ticket, keyed by the uid"
     );
     let ticket = navigator.get(&format!("/ticket/{id}"), &[]).await;
@@ -383,13 +383,12 @@ async fn sigkills_while_fifty_requests_are_filed_leave_one_ticket_each_and_every
         kills += 1;
         operator.process.start();
     }
-    let ready = eventually(
+    eventually(
         Duration::from_secs(600),
         "every request filed with both comments",
         || async { (all_done().await? == REQUESTS).then_some(()) },
     )
     .await;
-    let _ = ready;
     let took = started.elapsed();
 
     // Counted in RT: one ticket per request, each comment once.

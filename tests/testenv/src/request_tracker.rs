@@ -23,7 +23,7 @@ use anyhow::{Context, Result, bail};
 
 use crate::{free_port, spawn_watchdog};
 
-const SETUP: &str = "rt-setup-database-5";
+const SETUP: &str = "/usr/sbin/rt-setup-database-5";
 const SERVER: &str = "/usr/share/request-tracker5/libexec/rt-server";
 const LIB: &str = "/usr/share/request-tracker5/lib";
 
@@ -57,9 +57,7 @@ pub struct RequestTracker {
 impl RequestTracker {
     /// Whether RT's packages are installed (`scripts/deps.sh` installs them).
     pub fn installed() -> bool {
-        Path::new(SERVER).exists()
-            && std::env::var_os("PATH")
-                .is_some_and(|paths| std::env::split_paths(&paths).any(|dir| dir.join(SETUP).exists()))
+        Path::new(SERVER).exists() && Path::new(SETUP).exists()
     }
 
     /// One RT shared by every test in a test binary, started on first use and stopped when the binary
