@@ -121,7 +121,9 @@ impl RequestTrackerDriver {
         if let Ok(mut segments) = base.path_segments_mut() {
             segments.extend(["REST", "2.0"]);
         }
-        let max_queue_wait = Duration::from_secs(5);
+        // RT answers slowly (a Perl server, often a few workers): a call waits its turn up to one request
+        // timeout rather than failing `Throttled` and losing the reconcile's work so far.
+        let max_queue_wait = config.timeout;
         Ok(RequestTrackerDriver {
             base,
             client: http_client(config.ca_bundle_pem.as_deref(), config.timeout, config.max_concurrent)?,
