@@ -1289,16 +1289,17 @@ mod tests {
         state.add_comment(id, "c2", "logs attached", t0).unwrap();
         assert_eq!(state.get_ticket(id).unwrap().state, TicketState::Open);
         assert_eq!(state.close_ticket(id, t0).unwrap().state, TicketState::Closed);
+        assert!(matches!(
+            state.add_comment(id, "c3", "late", t0),
+            Err(Refusal::Conflict(_))
+        ));
         assert_eq!(state.reopen_ticket(id, t0).unwrap().state, TicketState::Open);
         assert_eq!(
             state.reopen_ticket(id, t0).unwrap().state,
             TicketState::Open,
             "reopening twice is harmless"
         );
-        assert!(matches!(
-            state.add_comment(id, "c3", "late", t0),
-            Err(Refusal::Conflict(_))
-        ));
+        assert!(state.add_comment(id, "c3", "after reopening", t0).is_ok());
         assert!(matches!(state.get_ticket("999"), Err(Refusal::NotFound(_))));
 
         // Survives a round trip through the state file's format, with its key index.
