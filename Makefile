@@ -29,7 +29,7 @@ lint: ## Formatting, clippy with warnings as errors, generated files unchanged
 	$(MAKE) --no-print-directory check-generated
 	$(MAKE) --no-print-directory helm-lint
 
-deps: ## Install the system packages the tests need when missing (lua5.1, prometheus and promtool, poppler-utils)
+deps: ## Install the system packages the tests need when missing (lua5.1, Request Tracker 5, prometheus and promtool, poppler-utils)
 	scripts/deps.sh
 
 helm-lint: controlplane ## helm lint --strict on the chart, with its default values and with every option on

@@ -108,6 +108,8 @@ cleanup() {
 		fi
 		stop_all "${pid_of[operator]}" "${pid_of[simulator]}"
 	fi
+	# navigator-testenv's watchdog stops RT's server and removes its folder when the launcher exits.
+	if [[ -n "${pid_of[request tracker]:-}" ]]; then stop_all "${pid_of[request tracker]}"; fi
 	if [[ -n "${pid_of[control plane]:-}" ]]; then
 		# etcd, kube-apiserver and kube-controller-manager are children of navigator-testenv, whose
 		# watchdog stops them when it exits; wait for them too so that nothing outlives the demo.
@@ -173,6 +175,24 @@ say "Installing the CRDs"
 kubectl apply -f crds/
 watching kubectl wait --for=condition=Established -f crds/ --timeout=60s
 
+# The vendor's ticket system: a real Request Tracker when it is installed (make deps), else the simulator.
+rt=""
+if [[ -x /usr/share/request-tracker5/libexec/rt-server && -x /usr/sbin/rt-setup-database-5 ]]; then
+	rt=1
+	say "Starting Request Tracker 5 on loopback (SQLite in a temporary folder): the vendor's ticket system"
+	start "request tracker" "$state/request-tracker.log" "$testenv" rt --env-out "$state/request-tracker.env"
+	wait_rt() {
+		for _ in $(seq 1 600); do [[ -f "$state/request-tracker.env" ]] && return; sleep 0.2; done
+		fail "Request Tracker did not start in 2 minutes; see $state/request-tracker.log"
+	}
+	watching wait_rt
+	# shellcheck source=/dev/null
+	source "$state/request-tracker.env"
+	head -n 1 "$state/request-tracker.log"
+else
+	say "Request Tracker is not installed (make deps installs it): support requests go to the simulator"
+fi
+
 sim_port="$(choose_port DEMO_SIMULATOR_PORT "${DEMO_OPERATOR_PORT:-}")"
 operator_port="$(choose_port DEMO_OPERATOR_PORT "$sim_port")"
 sim_url="http://127.0.0.1:$sim_port"
@@ -210,6 +230,37 @@ for file in examples/*.yaml; do
 done
 grep -q "url: $sim_url\$" "$state/examples/"*.yaml ||
 	fail "no 'url: http://127.0.0.1:8089' in examples/*.yaml to point at the demo's simulator"
+if [[ -n "$rt" ]]; then
+	echo "Support requests go to Request Tracker at $RT_URL (CloudEndpoint vendor-support, driver RequestTracker)"
+	sed -i '/supportEndpointRef:/{n;s/name: simulator/name: vendor-support/}' "$state/examples/10-provider.yaml"
+	grep -q "name: vendor-support" "$state/examples/10-provider.yaml" ||
+		fail "no 'supportEndpointRef: name: simulator' in examples/10-provider.yaml to point at Request Tracker"
+	cat >"$state/examples/03-request-tracker.yaml" <<-EOF
+		apiVersion: v1
+		kind: Secret
+		metadata:
+		  name: vendor-support-credentials
+		  namespace: navigator-system
+		stringData:
+		  token: $RT_NAVIGATOR_TOKEN
+		---
+		apiVersion: navigator.cloudpartner.io/v1alpha1
+		kind: CloudEndpoint
+		metadata:
+		  name: vendor-support
+		spec:
+		  driver: RequestTracker
+		  url: $RT_URL
+		  credentialsSecretRef:
+		    name: vendor-support-credentials
+		    namespace: navigator-system
+		    key: token
+		  pollInterval: 5s
+		  requestTracker:
+		    queue: $RT_QUEUE
+		    customerField: Customer
+	EOF
+fi
 kubectl apply -f "$state/examples/"
 
 say "Waiting until the endpoint, provider, customers and subscriptions are Ready"
@@ -234,14 +285,33 @@ kubectl get accessgrants -n acme-cloud
 kubectl get rolebindings -n acme-cloud-globex
 echo "globex-admin on the endpoint: $(kubectl get accessgrant globex-admin -n acme-cloud -o jsonpath='{.status.endpointUser}')"
 
-say "Support: the vendor answers globex-vm-boot (POST /sim/tickets/{id}/reply on the simulator)"
-watching kubectl wait --for=condition=Ready supportrequest/globex-vm-boot -n acme-cloud --timeout=120s
-ticket="$(kubectl get supportrequest globex-vm-boot -n acme-cloud -o jsonpath='{.status.ticketId}')"
-curl -sSf -o /dev/null -X POST -H "Authorization: Bearer navigator-dev-token" -H "Content-Type: application/json" \
-	-d '{"body": "We are looking into it. Please send the hypervisor logs.", "state": "WaitingOnCustomer"}' \
-	"$sim_url/sim/tickets/$ticket/reply"
-watching kubectl wait --for=jsonpath='{.status.vendorState}'=WaitingOnCustomer supportrequest/globex-vm-boot \
-	-n acme-cloud --timeout=120s
+if [[ -n "$rt" ]]; then
+	say "Support: globex-vm-boot is a ticket in Request Tracker; the vendor answers it through RT's REST2 API"
+	watching kubectl wait --for=condition=Ready supportrequest/globex-vm-boot -n acme-cloud --timeout=120s
+	ticket="$(kubectl get supportrequest globex-vm-boot -n acme-cloud -o jsonpath='{.status.ticketId}')"
+	echo "The ticket in RT's web UI: $RT_URL/Ticket/Display.html?id=$ticket (user navigator, password navigator-test-password)"
+	curl -sSf -o /dev/null -X POST -H "Authorization: token $RT_VENDOR_TOKEN" -H "Content-Type: application/json" \
+		-d '{"Content": "We are looking into it. Please send the hypervisor logs.", "ContentType": "text/plain"}' \
+		"$RT_URL/REST/2.0/ticket/$ticket/correspond"
+	wait_vendor_reply() {
+		local filter='{.status.comments[?(@.source=="Vendor")].body}'
+		for _ in $(seq 1 120); do
+			[[ -n "$(kubectl get supportrequest globex-vm-boot -n acme-cloud -o jsonpath="$filter")" ]] && return
+			sleep 1
+		done
+		fail "the vendor's reply did not reach globex-vm-boot's status in 120 s"
+	}
+	watching wait_vendor_reply
+else
+	say "Support: the vendor answers globex-vm-boot (POST /sim/tickets/{id}/reply on the simulator)"
+	watching kubectl wait --for=condition=Ready supportrequest/globex-vm-boot -n acme-cloud --timeout=120s
+	ticket="$(kubectl get supportrequest globex-vm-boot -n acme-cloud -o jsonpath='{.status.ticketId}')"
+	curl -sSf -o /dev/null -X POST -H "Authorization: Bearer navigator-dev-token" -H "Content-Type: application/json" \
+		-d '{"body": "We are looking into it. Please send the hypervisor logs.", "state": "WaitingOnCustomer"}' \
+		"$sim_url/sim/tickets/$ticket/reply"
+	watching kubectl wait --for=jsonpath='{.status.vendorState}'=WaitingOnCustomer supportrequest/globex-vm-boot \
+		-n acme-cloud --timeout=120s
+fi
 kubectl get supportrequests -n acme-cloud -o wide
 kubectl get supportrequest globex-vm-boot -n acme-cloud \
 	-o jsonpath='{range .status.comments[*]}  {.source} {.author}: {.body}{"\n"}{end}'
@@ -299,6 +369,9 @@ echo "  kubectl get navigator -A"
 echo "  kubectl describe customerorg -n acme-cloud"
 echo "  curl -s http://127.0.0.1:$operator_port/metrics   # the operator's metrics"
 echo "  curl -s -H 'Authorization: Bearer navigator-dev-token' $sim_url/v1/orgs   # the simulated cloud"
+if [[ -n "$rt" ]]; then
+	echo "  $RT_URL/Ticket/Display.html?id=$ticket   # the support ticket in Request Tracker (navigator / navigator-test-password)"
+fi
 echo "Logs: $state/operator.log and $state/simulator.log"
 echo "Press Ctrl-C to stop everything the demo started."
 pids=()

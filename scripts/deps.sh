@@ -17,6 +17,11 @@ need promtool prometheus
 # The invoice rendering test reads the PDF's text and renders its first page to PNG.
 need pdftotext poppler-utils
 need pdftoppm poppler-utils
+# Request Tracker 5 with SQLite and its standalone web server: the support-request tests run a real RT.
+# dbconfig-no-thanks keeps the packaging from creating a database of its own (the tests make theirs);
+# msmtp-mta provides the mail transport RT's packages require without running a daemon; w3m silences a
+# warning at every RT start.
+need /usr/share/request-tracker5/libexec/rt-server request-tracker5 rt5-db-sqlite rt5-standalone dbconfig-no-thanks msmtp-mta w3m
 
 [[ ${#missing[@]} -eq 0 ]] && exit 0
 
@@ -34,6 +39,16 @@ if ! command -v apt-get >/dev/null 2>&1; then
 	exit 1
 fi
 say "installing ${missing[*]} from the distribution's packages"
+if [[ " ${missing[*]} " == *" request-tracker5 "* ]]; then
+	# Answers RT's install questions up front so that the install asks nothing.
+	"${sudo[@]}" debconf-set-selections <<-EOF
+		request-tracker5 request-tracker5/rtname string navigator.localhost
+		request-tracker5 request-tracker5/correspondaddress string rt@navigator.localhost
+		request-tracker5 request-tracker5/commentaddress string rt-comment@navigator.localhost
+		request-tracker5 request-tracker5/install-cronjobs boolean false
+		request-tracker5 request-tracker5/handle-siteconfig-permissions boolean true
+	EOF
+fi
 started=$SECONDS
 export DEBIAN_FRONTEND=noninteractive
 # Another install running at the same time holds dpkg's lock: wait for it rather than fail.

@@ -19,6 +19,8 @@ pub enum EndpointDriver {
     Http,
     /// VMware Cloud Director's own API (CloudAPI and the legacy XML API).
     CloudDirector,
+    /// Request Tracker 5's REST2 API: a support endpoint only (tickets), no organisations or services.
+    RequestTracker,
 }
 
 /// A cloud infrastructure or service endpoint that Navigator provisions customer organisations and services
@@ -56,10 +58,14 @@ pub enum EndpointDriver {
 #[serde(rename_all = "camelCase")]
 #[x_kube(validation = Rule::new("self.driver == 'CloudDirector' ? has(self.cloudDirector) : !has(self.cloudDirector)")
     .message("cloudDirector is required with driver CloudDirector and not allowed with the other drivers")
-    .field_path(".cloudDirector"))]
+    .field_path(".cloudDirector"),
+    validation = Rule::new("self.driver == 'RequestTracker' ? has(self.requestTracker) : !has(self.requestTracker)")
+    .message("requestTracker is required with driver RequestTracker and not allowed with the other drivers")
+    .field_path(".requestTracker"))]
 pub struct CloudEndpointSpec {
     /// How Navigator talks to the endpoint: `Simulator` (Navigator's simulated cloud), `Http` (the Navigator
-    /// endpoint API in front of any cloud) or `CloudDirector` (VMware Cloud Director's own API).
+    /// endpoint API in front of any cloud), `CloudDirector` (VMware Cloud Director's own API) or
+    /// `RequestTracker` (a Request Tracker 5 ticket system, as a provider's support endpoint).
     pub driver: EndpointDriver,
 
     /// Base URL of the endpoint's API, e.g. `https://cloud.example.com` or `http://127.0.0.1:8089` for a
@@ -113,6 +119,10 @@ pub struct CloudEndpointSpec {
     /// Settings only VMware Cloud Director needs. Required with driver `CloudDirector`, not allowed otherwise.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cloud_director: Option<CloudDirectorSettings>,
+
+    /// Settings only Request Tracker needs. Required with driver `RequestTracker`, not allowed otherwise.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub request_tracker: Option<RequestTrackerSettings>,
 }
 
 fn default_max_concurrent_operations() -> i32 {
@@ -211,6 +221,46 @@ fn default_vcd_org() -> String {
 
 fn default_vcd_api_version() -> String {
     "38.0".into()
+}
+
+/// Where in Request Tracker Navigator files tickets, and the custom fields it fills. The queue and the custom
+/// fields must exist, and the fields must be applied to the queue: Navigator checks at every probe and
+/// stalls the endpoint, naming what is missing, because RT silently drops a value for a field it does not
+/// know.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RequestTrackerSettings {
+    /// The queue tickets are filed in, by name, e.g. `Vendor Support`.
+    #[schemars(length(min = 1, max = 200))]
+    pub queue: String,
+    /// The RT user Navigator logs in as with a password (HTTP Basic); the password is the credentials Secret
+    /// key. Unset: the Secret key holds an RT authentication token (`Authorization: token ...`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 200))]
+    pub username: Option<String>,
+    /// The ticket custom field (single value, free form) that holds the SupportRequest's uid: how Navigator
+    /// finds a ticket again after a crash instead of filing it twice.
+    #[serde(default = "default_rt_idempotency_field")]
+    #[schemars(length(min = 1, max = 200))]
+    pub idempotency_key_field: String,
+    /// The ticket custom field (single value) that holds the severity: `Critical`, `Major`, `Minor` or
+    /// `Cosmetic`. Navigator also sets RT's priority from it.
+    #[serde(default = "default_rt_severity_field")]
+    #[schemars(length(min = 1, max = 200))]
+    pub severity_field: String,
+    /// The ticket custom field (single value, free form) that holds the customer's tenant name. Unset: the
+    /// customer is named in the ticket's text only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 200))]
+    pub customer_field: Option<String>,
+}
+
+fn default_rt_idempotency_field() -> String {
+    "Navigator Request".into()
+}
+
+fn default_rt_severity_field() -> String {
+    "Severity".into()
 }
 
 /// What Navigator last saw of the endpoint.

@@ -161,6 +161,26 @@ pub struct Comment {
     #[serde(default)]
     #[schemars(length(max = 256))]
     pub author: String,
+    /// Who on the vendor's side reads it: `Public` (the default) is a reply on the ticket, which the
+    /// vendor's system may also mail to the ticket's contacts (Request Tracker: correspondence);
+    /// `Internal` is a note for the vendor's support staff only (Request Tracker: a comment). Endpoints
+    /// that do not tell the two apart send both the same way.
+    #[serde(default, skip_serializing_if = "is_public")]
+    pub visibility: CommentVisibility,
+}
+
+/// Who on the vendor's side reads a comment.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, Hash, JsonSchema)]
+pub enum CommentVisibility {
+    /// A reply on the ticket, seen by everyone on it.
+    #[default]
+    Public,
+    /// A note for the vendor's support staff only.
+    Internal,
+}
+
+fn is_public(visibility: &CommentVisibility) -> bool {
+    *visibility == CommentVisibility::Public
 }
 
 /// Where a comment in the conversation came from.
@@ -218,4 +238,9 @@ pub struct SupportRequestStatus {
     /// Ids of the `spec.comments` already sent to the vendor.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub delivered_comments: Vec<String>,
+    /// Whether Navigator closed the ticket because `spec.requestedState` was `Closed`: setting it back to
+    /// `Open` then reopens the ticket. A ticket the vendor closed stays closed while `requestedState` is
+    /// `Open`; to reopen it, set `Closed` and then `Open`.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub closed_on_request: bool,
 }

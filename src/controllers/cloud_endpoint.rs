@@ -14,7 +14,7 @@ use crate::api::CloudEndpoint;
 use crate::api::cloud_endpoint::{CloudEndpointStatus, EndpointDriver, EndpointMetric, EndpointService};
 use crate::api::common::parse_duration;
 use crate::endpoint::http::RequestObserver;
-use crate::endpoint::{Driver, EndpointInfo, HttpDriver, HttpDriverConfig};
+use crate::endpoint::{Driver, EndpointInfo, HttpDriver, HttpDriverConfig, RequestTrackerConfig, RequestTrackerDriver};
 use crate::runtime::conditions::Phase;
 use crate::runtime::context::{Context, DriverEntry};
 use crate::runtime::error::Error;
@@ -174,6 +174,25 @@ fn build_driver(
             config.timeout = parse_duration(&spec.request_timeout).unwrap_or(Duration::from_secs(30));
             config.observer = observer;
             Ok(Arc::new(HttpDriver::new(config)?))
+        }
+        EndpointDriver::RequestTracker => {
+            let settings = spec.request_tracker.as_ref().ok_or_else(|| {
+                Error::stalled(
+                    "SettingsMissing",
+                    "driver RequestTracker needs spec.requestTracker (at least its queue)",
+                )
+            })?;
+            let mut config = RequestTrackerConfig::new(spec.url.clone(), token, settings.queue.clone());
+            config.username = settings.username.clone();
+            config.idempotency_key_field = settings.idempotency_key_field.clone();
+            config.severity_field = settings.severity_field.clone();
+            config.customer_field = settings.customer_field.clone();
+            config.ca_bundle_pem = spec.ca_bundle.as_ref().map(|pem| pem.as_bytes().to_vec());
+            config.rate_limit_per_second = u32::try_from(spec.rate_limit.requests_per_second).unwrap_or(1).max(1);
+            config.max_concurrent = usize::try_from(spec.max_concurrent_operations).unwrap_or(1).max(1);
+            config.timeout = parse_duration(&spec.request_timeout).unwrap_or(Duration::from_secs(30));
+            config.observer = observer;
+            Ok(Arc::new(RequestTrackerDriver::new(config)?))
         }
         EndpointDriver::CloudDirector => Err(Error::stalled(
             "DriverNotAvailable",

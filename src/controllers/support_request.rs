@@ -15,7 +15,9 @@ use std::time::Duration;
 
 use crate::api::common::parse_duration;
 use crate::api::provider_org::ResponseTimes;
-use crate::api::support_request::{CommentSource, RequestedState, Severity, SupportRequestStatus, TicketComment};
+use crate::api::support_request::{
+    CommentSource, CommentVisibility, RequestedState, Severity, SupportRequestStatus, TicketComment,
+};
 use crate::api::{CustomerOrg, ProviderOrg, SupportRequest};
 use crate::controllers::cloud_endpoint::{driver_for, require_endpoint};
 use crate::controllers::customer_org::provisioned;
@@ -150,6 +152,28 @@ pub fn new_vendor_replies<'a>(before: &[TicketComment], now: &'a [TicketComment]
         .collect()
 }
 
+fn endpoint_visibility(visibility: CommentVisibility) -> endpoint::CommentVisibility {
+    match visibility {
+        CommentVisibility::Public => endpoint::CommentVisibility::Public,
+        CommentVisibility::Internal => endpoint::CommentVisibility::Internal,
+    }
+}
+
+/// Whether to reopen the ticket: only one Navigator closed on request, once the request is `Open` again. A
+/// ticket the vendor closed stays closed, so that Navigator never undoes the vendor's decision by itself.
+pub fn reopens(requested: RequestedState, state: TicketState, closed_on_request: bool) -> bool {
+    requested == RequestedState::Open && state == TicketState::Closed && closed_on_request
+}
+
+/// The ticket as a close or reopen answered it, with the conversation already read when the endpoint's
+/// answer leaves it out.
+fn keep_conversation(mut changed: Ticket, conversation: Vec<endpoint::Comment>) -> Ticket {
+    if changed.comments.is_empty() {
+        changed.comments = conversation;
+    }
+    changed
+}
+
 fn state_name(state: TicketState) -> String {
     format!("{state:?}")
 }
@@ -246,14 +270,20 @@ impl Managed for SupportRequest {
             .iter()
             .filter(|c| !delivered.contains(&c.id))
             .collect();
+        let requested = self.spec.requested_state;
+        if reopens(requested, ticket.state, status.closed_on_request) {
+            let reopened = entry.driver.reopen_ticket(&ticket.external_id).await?;
+            ticket = keep_conversation(reopened, ticket.comments);
+        }
         if ticket.state != TicketState::Closed {
             for comment in &pending {
                 let sent = entry
                     .driver
-                    .add_comment(
+                    .add_comment_with(
                         &ticket.external_id,
                         &comment_key(&uid, &comment.id),
                         &comment_text(comment),
+                        endpoint_visibility(comment.visibility),
                     )
                     .await?;
                 if !ticket.comments.iter().any(|c| c.id == sent.id) {
@@ -261,13 +291,11 @@ impl Managed for SupportRequest {
                 }
             }
         }
-        if self.spec.requested_state == RequestedState::Closed && ticket.state != TicketState::Closed {
-            let comments = std::mem::take(&mut ticket.comments);
-            ticket = entry.driver.close_ticket(&ticket.external_id).await?;
-            if ticket.comments.is_empty() {
-                ticket.comments = comments;
-            }
+        if requested == RequestedState::Closed && ticket.state != TicketState::Closed {
+            let closed = entry.driver.close_ticket(&ticket.external_id).await?;
+            ticket = keep_conversation(closed, ticket.comments);
         }
+        status.closed_on_request = requested == RequestedState::Closed && ticket.state == TicketState::Closed;
 
         let (comments, delivered) = conversation(self, &ticket);
         let before = status.comments.clone();
@@ -307,7 +335,7 @@ impl Managed for SupportRequest {
             Phase::stalled(
                 "TicketClosed",
                 format!(
-                    "ticket {id} is closed, so comments {} cannot be sent; open a new SupportRequest",
+                    "ticket {id} is closed, so comments {} cannot be sent; reopen it (requestedState Open, after Closed if the vendor closed it) or open a new SupportRequest",
                     undelivered.join(", ")
                 ),
             )
@@ -355,6 +383,7 @@ mod tests {
                         id: (*id).into(),
                         body: format!("body of {id}"),
                         author: (*author).into(),
+                        visibility: Default::default(),
                     })
                     .collect(),
                 requested_state: RequestedState::Open,
@@ -461,6 +490,18 @@ mod tests {
             .collect();
         assert_eq!(new, vec![Some("5".to_string())]);
         assert!(new_vendor_replies(&second, &second).is_empty());
+    }
+
+    #[test]
+    fn only_a_ticket_closed_on_request_is_reopened() {
+        use RequestedState::{Closed, Open};
+        assert!(
+            reopens(Open, TicketState::Closed, true),
+            "closed by Navigator, then Open again"
+        );
+        assert!(!reopens(Open, TicketState::Closed, false), "the vendor closed it");
+        assert!(!reopens(Closed, TicketState::Closed, true), "still wanted closed");
+        assert!(!reopens(Open, TicketState::Open, true), "already open");
     }
 
     #[test]

@@ -199,26 +199,7 @@ struct Call<'a> {
 impl HttpDriver {
     pub fn new(config: HttpDriverConfig) -> DriverResult<Self> {
         let invalid = |message: String| DriverError::Invalid { message };
-        let mut base =
-            Url::parse(&config.url).map_err(|e| invalid(format!("endpoint URL {:?} is not a URL: {e}", config.url)))?;
-        if !matches!(base.scheme(), "http" | "https") || base.cannot_be_a_base() {
-            return Err(invalid(format!(
-                "endpoint URL {:?} must be an http or https URL",
-                config.url
-            )));
-        }
-        if !base.username().is_empty() || base.password().is_some() {
-            // Error messages name the URL; credentials belong in the Secret.
-            return Err(invalid(
-                "the endpoint URL must not hold credentials; put the token in the Secret".into(),
-            ));
-        }
-        // Paths are appended as segments, so drop a trailing slash and any query.
-        base.set_query(None);
-        base.set_fragment(None);
-        if let Ok(mut segments) = base.path_segments_mut() {
-            segments.pop_if_empty();
-        }
+        let base = base_url(&config.url)?;
         if config.rate_limit_per_second == 0 {
             return Err(invalid("rate limit must be at least 1 request per second".into()));
         }
@@ -228,21 +209,7 @@ impl HttpDriver {
         if config.timeout.is_zero() {
             return Err(invalid("request timeout must be more than zero".into()));
         }
-        let mut builder = reqwest::Client::builder()
-            .user_agent(concat!("navigator/", env!("CARGO_PKG_VERSION")))
-            .connect_timeout(config.timeout.min(Duration::from_secs(5)))
-            .pool_max_idle_per_host(config.max_concurrent);
-        if let Some(pem) = &config.ca_bundle_pem {
-            let certs = reqwest::Certificate::from_pem_bundle(pem)
-                .map_err(|e| invalid(format!("the endpoint's CA bundle is not PEM certificates: {e}")))?;
-            if certs.is_empty() {
-                return Err(invalid("the endpoint's CA bundle holds no certificate".into()));
-            }
-            builder = builder.tls_certs_only(certs);
-        }
-        let client = builder
-            .build()
-            .map_err(|e| invalid(format!("cannot build an HTTP client: {e}")))?;
+        let client = http_client(config.ca_bundle_pem.as_deref(), config.timeout, config.max_concurrent)?;
         Ok(HttpDriver {
             base,
             token: config.token,
@@ -599,6 +566,51 @@ fn to_value(body: &impl Serialize) -> DriverResult<serde_json::Value> {
     })
 }
 
+/// An endpoint's base URL, checked: absolute http(s), no credentials in it (error messages name the URL;
+/// credentials belong in the Secret), without query and trailing slash so paths append as segments.
+pub(super) fn base_url(url: &str) -> DriverResult<Url> {
+    let invalid = |message: String| DriverError::Invalid { message };
+    let mut base = Url::parse(url).map_err(|e| invalid(format!("endpoint URL {url:?} is not a URL: {e}")))?;
+    if !matches!(base.scheme(), "http" | "https") || base.cannot_be_a_base() {
+        return Err(invalid(format!("endpoint URL {url:?} must be an http or https URL")));
+    }
+    if !base.username().is_empty() || base.password().is_some() {
+        return Err(invalid(
+            "the endpoint URL must not hold credentials; put the token in the Secret".into(),
+        ));
+    }
+    base.set_query(None);
+    base.set_fragment(None);
+    if let Ok(mut segments) = base.path_segments_mut() {
+        segments.pop_if_empty();
+    }
+    Ok(base)
+}
+
+/// The HTTP client for one endpoint: trusting `ca_bundle_pem` instead of the system's roots when given.
+pub(super) fn http_client(
+    ca_bundle_pem: Option<&[u8]>,
+    timeout: Duration,
+    max_concurrent: usize,
+) -> DriverResult<reqwest::Client> {
+    let invalid = |message: String| DriverError::Invalid { message };
+    let mut builder = reqwest::Client::builder()
+        .user_agent(concat!("navigator/", env!("CARGO_PKG_VERSION")))
+        .connect_timeout(timeout.min(Duration::from_secs(5)))
+        .pool_max_idle_per_host(max_concurrent);
+    if let Some(pem) = ca_bundle_pem {
+        let certs = reqwest::Certificate::from_pem_bundle(pem)
+            .map_err(|e| invalid(format!("the endpoint's CA bundle is not PEM certificates: {e}")))?;
+        if certs.is_empty() {
+            return Err(invalid("the endpoint's CA bundle holds no certificate".into()));
+        }
+        builder = builder.tls_certs_only(certs);
+    }
+    builder
+        .build()
+        .map_err(|e| invalid(format!("cannot build an HTTP client: {e}")))
+}
+
 /// Exponential backoff with jitter: about 100 ms, 200 ms, 400 ms, ... capped at 2 s.
 fn backoff(attempt: u32) -> Duration {
     let base = 100u64.saturating_mul(1 << attempt.saturating_sub(1).min(5)).min(2_000);
@@ -607,7 +619,7 @@ fn backoff(attempt: u32) -> Duration {
 }
 
 /// The error chain of a reqwest error in one line (its Display alone says little).
-fn describe(error: &reqwest::Error) -> String {
+pub(super) fn describe(error: &reqwest::Error) -> String {
     let mut text = error.to_string();
     let mut source = std::error::Error::source(error);
     while let Some(cause) = source {
@@ -653,7 +665,7 @@ fn classify(status: StatusCode, headers: &HeaderMap, body: &[u8], method: &Metho
 }
 
 /// The wait a Retry-After header asks for (one second when absent or unreadable).
-fn retry_after(headers: &HeaderMap) -> Duration {
+pub(super) fn retry_after(headers: &HeaderMap) -> Duration {
     headers
         .get(RETRY_AFTER)
         .and_then(|value| value.to_str().ok())
@@ -858,6 +870,10 @@ impl Driver for HttpDriver {
 
     async fn close_ticket(&self, id: &str) -> DriverResult<Ticket> {
         self.post(&["tickets", id, "close"], None, None).await
+    }
+
+    async fn reopen_ticket(&self, id: &str) -> DriverResult<Ticket> {
+        self.post(&["tickets", id, "reopen"], None, None).await
     }
 }
 

@@ -13,6 +13,7 @@
 
 pub mod http;
 pub mod limits;
+pub mod request_tracker;
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -24,6 +25,7 @@ use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 
 pub use http::{HttpDriver, HttpDriverConfig};
+pub use request_tracker::{RequestTrackerConfig, RequestTrackerDriver};
 
 /// The result of every driver call.
 pub type DriverResult<T> = Result<T, DriverError>;
@@ -473,6 +475,17 @@ pub enum Author {
     Provider,
 }
 
+/// Who on the endpoint may read a provider comment, where the endpoint tells them apart (Request Tracker:
+/// a reply, mailed to the ticket's requestors, or an internal comment for the vendor's staff).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub enum CommentVisibility {
+    /// A reply on the ticket, seen by everyone on it.
+    #[default]
+    Public,
+    /// An internal note for the vendor's support staff.
+    Internal,
+}
+
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Comment {
@@ -565,8 +578,25 @@ pub trait Driver: Send + Sync {
     async fn get_ticket(&self, id: &str) -> DriverResult<Option<Ticket>>;
     /// Adds a provider comment. Repeating the call with the same key adds nothing and returns the first.
     async fn add_comment(&self, id: &str, idempotency_key: &str, body: &str) -> DriverResult<Comment>;
+    /// [`Driver::add_comment`] with a visibility, for endpoints that tell replies from internal notes; the
+    /// others send every comment the one way they know.
+    async fn add_comment_with(
+        &self,
+        id: &str,
+        idempotency_key: &str,
+        body: &str,
+        _visibility: CommentVisibility,
+    ) -> DriverResult<Comment> {
+        self.add_comment(id, idempotency_key, body).await
+    }
     /// Closes the ticket (closing a closed ticket is harmless).
     async fn close_ticket(&self, id: &str) -> DriverResult<Ticket>;
+    /// Opens a closed ticket again (reopening an open ticket is harmless).
+    async fn reopen_ticket(&self, _id: &str) -> DriverResult<Ticket> {
+        Err(DriverError::Unsupported {
+            operation: "reopening tickets".into(),
+        })
+    }
 }
 
 /// A bearer token or password: kept out of `Debug` and `Display` so it never reaches a log.

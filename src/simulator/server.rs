@@ -395,6 +395,7 @@ pub fn router(app: App) -> Router {
         .route("/v1/tickets/{id}", get(get_ticket))
         .route("/v1/tickets/{id}/comments", post(add_comment))
         .route("/v1/tickets/{id}/close", post(close_ticket))
+        .route("/v1/tickets/{id}/reopen", post(reopen_ticket))
         .route_layer(middleware::from_fn_with_state(app.clone(), contract_gate));
     let controls = Router::new()
         .route("/sim/stats", get(stats).delete(reset_stats))
@@ -752,6 +753,16 @@ async fn close_ticket(
     answer(StatusCode::OK, ticket)
 }
 
+async fn reopen_ticket(
+    AxumState(app): AxumState<App>,
+    Extension(Now(now)): Extension<Now>,
+    Path(id): Path<String>,
+) -> Answer {
+    let ticket = app.state().reopen_ticket(&id, now)?;
+    app.changed();
+    answer(StatusCode::OK, ticket)
+}
+
 // --- /sim -----------------------------------------------------------------------------------------
 
 async fn stats(AxumState(app): AxumState<App>) -> Answer {
@@ -823,6 +834,7 @@ mod tests {
             ("/v1/tickets/{id}", &["get"]),
             ("/v1/tickets/{id}/comments", &["post"]),
             ("/v1/tickets/{id}/close", &["post"]),
+            ("/v1/tickets/{id}/reopen", &["post"]),
             ("/sim/stats", &["get", "delete"]),
             ("/sim/requests", &["get"]),
             ("/sim/faults", &["get", "put"]),

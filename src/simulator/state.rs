@@ -988,6 +988,16 @@ impl State {
         Ok(ticket.clone())
     }
 
+    /// Opens a closed ticket again; an open one is left as it is.
+    pub fn reopen_ticket(&mut self, id: &str, now: Timestamp) -> Outcome<Ticket> {
+        let ticket = self.ticket_mut(id)?;
+        if ticket.state == TicketState::Closed {
+            ticket.state = TicketState::Open;
+            ticket.updated_at = now;
+        }
+        Ok(ticket.clone())
+    }
+
     /// The vendor answers and/or moves the ticket (simulator only). A reply without a state opens a new
     /// ticket.
     pub fn vendor_reply(
@@ -1283,6 +1293,13 @@ mod tests {
             state.add_comment(id, "c3", "late", t0),
             Err(Refusal::Conflict(_))
         ));
+        assert_eq!(state.reopen_ticket(id, t0).unwrap().state, TicketState::Open);
+        assert_eq!(
+            state.reopen_ticket(id, t0).unwrap().state,
+            TicketState::Open,
+            "reopening twice is harmless"
+        );
+        assert!(state.add_comment(id, "c3", "after reopening", t0).is_ok());
         assert!(matches!(state.get_ticket("999"), Err(Refusal::NotFound(_))));
 
         // Survives a round trip through the state file's format, with its key index.

@@ -380,11 +380,15 @@ async fn tickets_comments_and_vendor_replies() {
         d.add_comment(id, "sr-1-c3", "Too late").await,
         Err(DriverError::Conflict { .. })
     ));
+    assert_eq!(d.reopen_ticket(id).await.unwrap().state, TicketState::Open);
+    assert_eq!(d.reopen_ticket(id).await.unwrap().state, TicketState::Open);
+    d.add_comment(id, "sr-1-c3", "Not too late after all").await.unwrap();
+    d.close_ticket(id).await.unwrap();
     assert_eq!(d.get_ticket("424242").await.unwrap(), None);
 
     let stats = control.stats().await.unwrap();
     assert_eq!(stats.creates.tickets["sr-1"], 1);
-    assert_eq!(d.get_ticket(id).await.unwrap().unwrap().comments.len(), 3);
+    assert_eq!(d.get_ticket(id).await.unwrap().unwrap().comments.len(), 4);
     sim.stop().await.unwrap();
 }
 

@@ -18,6 +18,7 @@ mod drift;
 mod gitops;
 mod observability;
 mod packaging;
+mod request_tracker;
 mod retry_after;
 mod support_requests;
 mod tenants;

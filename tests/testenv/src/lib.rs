@@ -18,6 +18,9 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 
+pub mod request_tracker;
+pub use request_tracker::RequestTracker;
+
 /// A person the control plane knows by a bearer token.
 #[derive(Clone, Debug)]
 pub struct Identity {

@@ -1,12 +1,19 @@
 //! `navigator-testenv`: starts the local control plane for people (`make cluster`, `make demo`) and
 //! keeps it up until Ctrl-C. It prints the `export KUBECONFIG=...` line, and with `--kubeconfig-out`
 //! also copies the admin kubeconfig to a fixed path that scripts can wait for.
+//!
+//! `navigator-testenv rt [--env-out PATH]` starts a Request Tracker instead (as the tests do) and, with
+//! `--env-out`, writes its address and tokens as shell variables to PATH for scripts.
 
 use std::time::Instant;
 
 fn main() -> anyhow::Result<()> {
+    let mut args = std::env::args().skip(1).peekable();
+    if args.peek().map(String::as_str) == Some("rt") {
+        args.next();
+        return request_tracker(args);
+    }
     let mut kubeconfig_out = None;
-    let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
         match arg.as_str() {
             "--kubeconfig-out" => kubeconfig_out = args.next(),
@@ -56,6 +63,48 @@ fn main() -> anyhow::Result<()> {
             .join(" ")
     );
     println!("Press Ctrl-C to stop it; everything it started stops with it.");
+    loop {
+        std::thread::park();
+    }
+}
+
+/// Runs a Request Tracker until Ctrl-C.
+fn request_tracker(mut args: impl Iterator<Item = String>) -> anyhow::Result<()> {
+    use navigator_testenv::request_tracker as rt;
+    let mut env_out = None;
+    while let Some(arg) = args.next() {
+        match arg.as_str() {
+            "--env-out" => env_out = args.next(),
+            other => anyhow::bail!("unknown argument {other:?} (usage: navigator-testenv rt [--env-out PATH])"),
+        }
+    }
+    let tracker = rt::RequestTracker::start()?;
+    let env = format!(
+        "RT_URL={}\nRT_QUEUE='{}'\nRT_NAVIGATOR_TOKEN={}\nRT_VENDOR_TOKEN={}\nRT_DIR={}\n",
+        tracker.url(),
+        rt::QUEUE,
+        tracker.navigator_token,
+        tracker.vendor_token,
+        tracker.dir().display()
+    );
+    if let Some(out) = &env_out {
+        let tmp = format!("{out}.tmp");
+        std::fs::write(&tmp, &env)?;
+        std::fs::rename(&tmp, out)?;
+    }
+    println!(
+        "Request Tracker is up at {} (database and tokens in {:.1?}, server answering after {:.1?}).",
+        tracker.url(),
+        tracker.setup_time,
+        *tracker.start_time.lock().unwrap()
+    );
+    print!("{env}");
+    println!(
+        "Users: {} (password {}) and {}. Press Ctrl-C to stop it.",
+        rt::NAVIGATOR_USER,
+        rt::NAVIGATOR_PASSWORD,
+        rt::VENDOR_USER
+    );
     loop {
         std::thread::park();
     }
