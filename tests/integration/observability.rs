@@ -169,7 +169,11 @@ async fn every_dashboard_panel_returns_data_from_a_real_prometheus_and_the_invoi
     let world = World::new("obs", &simulator, 50).await;
     let provider = world.namespace.clone();
     let now = Timestamp::now();
-    let cycle = BillingCycle::utc(1).unwrap();
+    // The current period must have begun at least a day ago, or its usage (whole hours) is still empty:
+    // periods here start on the day of the month two days back (at most the 28th, the last billing day).
+    let two_days_ago = (now - SignedDuration::from_hours(48)).to_zoned(jiff::tz::TimeZone::UTC);
+    let billing_day = two_days_ago.day().min(28) as u8;
+    let cycle = BillingCycle::utc(billing_day).unwrap();
     let closed = cycle.last_closed(now).unwrap();
     let current = cycle.next(&closed).unwrap();
 
@@ -201,7 +205,7 @@ async fn every_dashboard_panel_returns_data_from_a_real_prometheus_and_the_invoi
                 "metadata": {"name": provider},
                 "spec": {
                     "displayName": "Acme Cloud Services", "partnerTypes": ["CloudProvider"], "namespace": provider,
-                    "billing": {"currency": "EUR", "billingDay": 1, "taxRate": "0.21", "priceBook": [
+                    "billing": {"currency": "EUR", "billingDay": billing_day, "taxRate": "0.21", "priceBook": [
                         {"service": "compute", "metric": "vcpu-hours", "unit": "vCPU-hour", "unitPrice": "0.0250"},
                         {"service": "compute", "metric": "memory-gib-hours", "unit": "GiB-hour", "unitPrice": "0.0040"},
                         {"service": "compute", "metric": "storage-gib-hours", "unit": "GiB-hour", "unitPrice": "0.0002"}
