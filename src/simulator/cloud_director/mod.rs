@@ -13,6 +13,9 @@ pub mod state;
 pub mod tls;
 pub mod xml;
 
+#[cfg(test)]
+mod tests;
+
 use std::future::Future;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -194,6 +197,9 @@ async fn save(app: &server::Shared, path: &Path) -> anyhow::Result<()> {
         })?
     };
     let path = path.to_path_buf();
+    if let Some(dir) = path.parent().filter(|dir| !dir.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    }
     tokio::task::spawn_blocking(move || super::persist::write_atomically(&path, &bytes))
         .await
         .context("writing the state")?

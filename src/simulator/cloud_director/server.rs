@@ -541,6 +541,10 @@ pub fn router(app: App) -> Router {
         .route("/api/vdc/{id}", get(get_vdc).delete(delete_vdc))
         .route("/api/admin/vdc/{id}/action/disable", post(disable_vdc))
         .route("/api/admin/vdc/{id}/action/enable", post(enable_vdc))
+        .route(
+            "/api/admin/vdcStorageProfile/{id}",
+            get(get_storage_profile).put(update_storage_profile),
+        )
         .route("/api/task/{id}", get(get_task))
         .route("/api/query", get(query_records))
         .route_layer(middleware::from_fn_with_state(app.clone(), api_gate));
@@ -1320,6 +1324,69 @@ async fn enable_vdc(AxumState(app): AxumState<App>, Path(id): Path<String>) -> A
     set_vdc_enabled(&app, &id, true).await
 }
 
+/// The VDC holding a storage profile, and the profile.
+fn storage_of<'a>(
+    state: &'a State,
+    id: &str,
+) -> Result<(&'a super::state::Vdc, &'a super::state::StorageAllocation), ApiError> {
+    state
+        .orgs
+        .values()
+        .flat_map(|org| org.vdcs.values())
+        .find_map(|vdc| vdc.storage.iter().find(|s| s.id == id).map(|s| (vdc, s)))
+        .ok_or_else(|| ApiError::xml(Refusal::not_found("ORG_VDC_STORAGE_PROFILE_VIEW", id)))
+}
+
+async fn get_storage_profile(
+    AxumState(app): AxumState<App>,
+    headers: HeaderMap,
+    Extension(v): Extension<ApiVersionInUse>,
+    Path(id): Path<String>,
+) -> Answer {
+    let state = app.state();
+    let (vdc, storage) = storage_of(&state, &id)?;
+    Ok(xml_response(
+        StatusCode::OK,
+        &versioned(xml::ADMIN_STORAGE_PROFILE_TYPE, &v),
+        xml::admin_storage_profile(&hrefs(&headers), vdc, storage),
+    ))
+}
+
+/// `PUT /api/admin/vdcStorageProfile/{id}`: a new limit, at once (VCD answers the profile, no task).
+async fn update_storage_profile(
+    AxumState(app): AxumState<App>,
+    headers: HeaderMap,
+    Extension(v): Extension<ApiVersionInUse>,
+    Path(id): Path<String>,
+    body: String,
+) -> Answer {
+    let input: xml::StorageProfileIn =
+        xml::parse(&body, "AdminVdcStorageProfile").map_err(|m| ApiError::xml(Refusal::bad_request(m)))?;
+    if input.units != "MB" {
+        return Err(ApiError::xml(Refusal::bad_request(format!(
+            "VdcStorageProfile Units must be MB, not '{}'.",
+            input.units
+        ))));
+    }
+    let mut state = app.state();
+    state
+        .update_storage(
+            &id,
+            input.limit,
+            input.enabled.unwrap_or(true),
+            input.default,
+            Timestamp::now(),
+        )
+        .map_err(ApiError::xml)?;
+    app.changed();
+    let (vdc, storage) = storage_of(&state, &id)?;
+    Ok(xml_response(
+        StatusCode::OK,
+        &versioned(xml::ADMIN_STORAGE_PROFILE_TYPE, &v),
+        xml::admin_storage_profile(&hrefs(&headers), vdc, storage),
+    ))
+}
+
 async fn get_task(
     AxumState(app): AxumState<App>,
     headers: HeaderMap,
@@ -1403,7 +1470,7 @@ fn records(query_type: &str, hrefs: &Hrefs, state: &State, now: Timestamp) -> Re
                             ("orgName", org.name.clone()),
                             ("isEnabled", spec.enabled.to_string()),
                             ("isBusy", busy.to_string()),
-                            ("status", if vdc.ready { "READY" } else { "NOT_READY" }.to_owned()),
+                            ("status", vdc_record_status(vdc).to_owned()),
                             ("allocationModel", spec.allocation_model.clone()),
                             ("cpuAllocationMhz", spec.cpu.allocated.to_string()),
                             ("cpuLimitMhz", spec.cpu.limit.to_string()),
@@ -1429,6 +1496,14 @@ fn records(query_type: &str, hrefs: &Hrefs, state: &State, now: Timestamp) -> Re
         }
     };
     Ok(records)
+}
+
+fn vdc_record_status(vdc: &super::state::Vdc) -> &'static str {
+    match vdc.status() {
+        "1" => "READY",
+        "-1" => "FAILED_CREATION",
+        _ => "NOT_READY",
+    }
 }
 
 async fn query_records(
@@ -1633,6 +1708,8 @@ pub struct InventoryUser {
 #[serde(rename_all = "camelCase")]
 pub struct InventoryVdc {
     pub name: String,
+    /// VCD's status: 1 ready, 0 being created, -1 its create failed.
+    pub status: i32,
     pub allocation_model: String,
     pub cpu_allocated_mhz: i64,
     pub memory_mb: i64,
@@ -1666,6 +1743,7 @@ async fn sim_inventory(AxumState(app): AxumState<App>) -> Json<Inventory> {
                 .values()
                 .map(|vdc| InventoryVdc {
                     name: vdc.name.clone(),
+                    status: vdc.status().parse().unwrap_or(0),
                     allocation_model: vdc.spec.allocation_model.clone(),
                     cpu_allocated_mhz: vdc.spec.cpu.granted(),
                     memory_mb: vdc.spec.memory.granted(),

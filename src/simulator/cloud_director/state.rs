@@ -150,6 +150,20 @@ pub struct Vdc {
     pub storage: Vec<StorageAllocation>,
     /// The create task has succeeded (VCD's status 1; 0 before).
     pub ready: bool,
+    /// The create task failed: the VDC stays, unusable, until deleted (VCD's status -1).
+    #[serde(default)]
+    pub failed: bool,
+}
+
+impl Vdc {
+    /// VCD's `status` attribute of a VDC.
+    pub fn status(&self) -> &'static str {
+        match (self.failed, self.ready) {
+            (true, _) => "-1",
+            (false, true) => "1",
+            (false, false) => "0",
+        }
+    }
 }
 
 impl Vdc {
@@ -699,6 +713,7 @@ impl State {
             spec: new.spec,
             storage,
             ready: false,
+            failed: false,
         };
         let owner = Named {
             id: vdc.id.clone(),
@@ -790,9 +805,53 @@ impl State {
         Ok(self.start_task(Operation::VdcDelete, owner, org_named, now, run))
     }
 
-    /// Applies what tasks that ended by `now` do, in the order they ended: a VDC becomes ready or its
-    /// changes apply, deletions remove, failed creates remove what they created; VDC changes go to the
-    /// audit trail at the time the task succeeded. Answers whether anything changed.
+    /// Changes the limit (and flags) of one of a VDC's storage profiles at once (VCD's PUT of a VDC
+    /// storage profile is synchronous), recorded in the audit trail as a VDC change.
+    pub fn update_storage(
+        &mut self,
+        storage_id: &str,
+        limit_mb: i64,
+        enabled: bool,
+        default: bool,
+        now: Timestamp,
+    ) -> Result<(), Refusal> {
+        let (org_id, vdc) = self
+            .orgs
+            .values()
+            .find_map(|org| {
+                org.vdcs
+                    .values()
+                    .find(|vdc| vdc.storage.iter().any(|s| s.id == storage_id))
+                    .map(|vdc| (org.id.clone(), vdc))
+            })
+            .ok_or_else(|| Refusal::not_found("ORG_VDC_STORAGE_PROFILE_VIEW", storage_id))?;
+        let owner = Named {
+            id: vdc.id.clone(),
+            name: vdc.name.clone(),
+        };
+        self.ensure_idle(&owner, now)?;
+        if limit_mb < 0 {
+            return Err(Refusal::bad_request("A storage profile's Limit must not be negative."));
+        }
+        let org = self.org_mut(&org_id)?;
+        let Some(vdc) = org.vdcs.get_mut(&owner.id) else {
+            return Err(Refusal::not_found("ORG_VDC_VIEW", &owner.id));
+        };
+        for storage in vdc.storage.iter_mut().filter(|s| s.id == storage_id) {
+            storage.limit_mb = limit_mb;
+            storage.enabled = enabled;
+            storage.default = default;
+        }
+        let vdc = vdc.clone();
+        let org = org.clone();
+        self.audit_vdc("modify", &org, &vdc, now, false);
+        Ok(())
+    }
+
+    /// Applies what tasks that ended by `now` do, in the order they ended: a VDC becomes ready (or,
+    /// failed, stays unusable) or its changes apply, deletions remove, a failed organisation create removes
+    /// it; VDC changes go to the audit trail at the time the task succeeded. Answers whether anything
+    /// changed.
     pub fn settle(&mut self, now: Timestamp) -> bool {
         let mut ended: Vec<(Timestamp, String)> = self
             .tasks
@@ -824,8 +883,12 @@ impl State {
                 }
             }
             (Operation::VdcCreate, true) => {
-                if let Some(org) = self.orgs.get_mut(&task.org.id) {
-                    org.vdcs.remove(&task.owner.id);
+                if let Some(vdc) = self
+                    .orgs
+                    .get_mut(&task.org.id)
+                    .and_then(|org| org.vdcs.get_mut(&task.owner.id))
+                {
+                    vdc.failed = true;
                 }
             }
             (Operation::VdcCreate, false) => self.change_vdc(task, "create", |vdc| vdc.ready = true),
@@ -874,6 +937,7 @@ impl State {
             ("vdc.memory.allocated.mb".to_owned(), value(vdc.spec.memory.granted())),
             ("vdc.storage.limit.mb".to_owned(), value(vdc.storage_limit_mb())),
             ("vdc.allocation.model".to_owned(), vdc.spec.allocation_model.clone()),
+            ("vdc.description".to_owned(), vdc.spec.description.clone()),
         ]);
         self.audit.push(AuditEvent {
             id: new_id(),
@@ -1056,6 +1120,11 @@ mod tests {
         s.settle(t(5));
         assert_eq!(s.vdc(&vdc).unwrap().1.spec.cpu.limit, 8000);
         assert_eq!(s.audit.last().unwrap().event_type, "com/vmware/cloud/event/vdc/modify");
+        let storage = s.vdc(&vdc).unwrap().1.storage[0].id.clone();
+        s.update_storage(&storage, 20_480, true, true, t(6)).unwrap();
+        assert_eq!(s.vdc(&vdc).unwrap().1.storage_limit_mb(), 20_480);
+        assert_eq!(s.audit.last().unwrap().properties["vdc.storage.limit.mb"], "20480");
+        assert_eq!(s.update_storage("nope", 1, true, true, t(6)).unwrap_err().status, 403);
         assert_eq!(s.delete_vdc(&vdc, false, t(6), RUN).unwrap_err().code, "BAD_REQUEST");
         s.set_vdc_enabled(&vdc, false, t(6)).unwrap();
         s.delete_vdc(&vdc, false, t(6), RUN).unwrap();
@@ -1067,7 +1136,7 @@ mod tests {
     }
 
     #[test]
-    fn a_failed_task_reports_its_message_and_undoes_a_create() {
+    fn a_failed_task_reports_its_message_and_leaves_a_failed_vdc() {
         let mut s = state();
         let (org, _) = s.create_org(fields("acme", "Acme"), t(0), RUN).unwrap();
         s.fail_next.insert(Operation::VdcCreate, "no capacity".into());
@@ -1075,7 +1144,7 @@ mod tests {
         s.settle(t(2));
         assert_eq!(s.tasks[&task].status(t(2)), TaskStatus::Error);
         assert_eq!(s.tasks[&task].error.as_deref(), Some("no capacity"));
-        assert!(s.vdc(&vdc).is_err());
+        assert_eq!(s.vdc(&vdc).unwrap().1.status(), "-1");
         assert!(s.audit.is_empty());
         assert!(s.fail_next.is_empty(), "only the next task fails");
     }

@@ -15,6 +15,8 @@ pub const ADMIN_VDC_TYPE: &str = "application/vnd.vmware.admin.vdc+xml";
 pub const VDC_TYPE: &str = "application/vnd.vmware.vcloud.vdc+xml";
 pub const TASK_TYPE: &str = "application/vnd.vmware.vcloud.task+xml";
 pub const ROLE_TYPE: &str = "application/vnd.vmware.admin.role+xml";
+pub const STORAGE_PROFILE_TYPE: &str = "application/vnd.vmware.vcloud.vdcStorageProfile+xml";
+pub const ADMIN_STORAGE_PROFILE_TYPE: &str = "application/vnd.vmware.admin.vdcStorageProfile+xml";
 pub const ERROR_TYPE: &str = "application/vnd.vmware.vcloud.error+xml";
 
 /// A tiny XML writer: elements open, close, or are written whole, with escaped attributes and text.
@@ -102,6 +104,9 @@ impl Hrefs {
     }
     pub fn vdc_storage_profile(&self, id: &str) -> String {
         format!("{}/api/vdcStorageProfile/{id}", self.base)
+    }
+    pub fn admin_vdc_storage_profile(&self, id: &str) -> String {
+        format!("{}/api/admin/vdcStorageProfile/{id}", self.base)
     }
     pub fn network_pool(&self, id: &str) -> String {
         format!("{}/api/admin/extension/networkPool/{id}", self.base)
@@ -437,7 +442,7 @@ pub fn vdc(
         element,
         &[
             ("xmlns", NAMESPACE),
-            ("status", if vdc.ready { "1" } else { "0" }),
+            ("status", vdc.status()),
             ("name", &vdc.name),
             ("id", &urn("vdc", &vdc.id)),
             ("href", &href),
@@ -482,13 +487,14 @@ pub fn vdc(
         .text("IsEnabled", spec.enabled);
     x.open("VdcStorageProfiles", &[]);
     for storage in &vdc.storage {
+        let (href, kind) = if admin {
+            (hrefs.admin_vdc_storage_profile(&storage.id), ADMIN_STORAGE_PROFILE_TYPE)
+        } else {
+            (hrefs.vdc_storage_profile(&storage.id), STORAGE_PROFILE_TYPE)
+        };
         x.empty(
             "VdcStorageProfile",
-            &[
-                ("href", &hrefs.vdc_storage_profile(&storage.id)),
-                ("name", &storage.profile.name),
-                ("type", "application/vnd.vmware.vcloud.vdcStorageProfile+xml"),
-            ],
+            &[("href", &href), ("name", &storage.profile.name), ("type", kind)],
         );
     }
     x.close("VdcStorageProfiles");
@@ -530,6 +536,43 @@ pub fn vdc(
         }
     }
     x.close(element).finish()
+}
+
+/// The admin view of one of a VDC's storage profiles.
+pub fn admin_storage_profile(hrefs: &Hrefs, vdc: &Vdc, storage: &super::state::StorageAllocation) -> String {
+    let mut x = Xml::new();
+    x.open(
+        "AdminVdcStorageProfile",
+        &[
+            ("xmlns", NAMESPACE),
+            ("href", &hrefs.admin_vdc_storage_profile(&storage.id)),
+            ("type", ADMIN_STORAGE_PROFILE_TYPE),
+            ("id", &urn("vdcstorageProfile", &storage.id)),
+            ("name", &storage.profile.name),
+        ],
+    );
+    x.empty(
+        "Link",
+        &[
+            ("rel", "up"),
+            ("href", &hrefs.admin_vdc(&vdc.id)),
+            ("type", ADMIN_VDC_TYPE),
+        ],
+    );
+    x.text("Enabled", storage.enabled)
+        .text("Units", "MB")
+        .text("Limit", storage.limit_mb)
+        .text("Default", storage.default)
+        .text("StorageUsedMB", 0);
+    x.empty(
+        "ProviderVdcStorageProfile",
+        &[
+            ("href", &hrefs.provider_storage_profile(&storage.profile.id)),
+            ("name", &storage.profile.name),
+            ("type", "application/vnd.vmware.admin.pvdcStorageProfile+xml"),
+        ],
+    );
+    x.close("AdminVdcStorageProfile").finish()
 }
 
 /// A `<QueryResultRecords>` page: each record is an element name and its attributes.
