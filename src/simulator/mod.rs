@@ -250,8 +250,46 @@ async fn save_loop(app: Arc<server::Shared>, path: PathBuf, mut stopping: watch:
 pub struct RunningSimulator {
     addr: SocketAddr,
     token: Secret,
+    serving: Serving,
+}
+
+/// A server running as a task in this process: stopped by [`Serving::stop`], or told to stop on drop.
+pub struct Serving {
     stop: Option<oneshot::Sender<()>>,
     task: Option<JoinHandle<anyhow::Result<()>>>,
+}
+
+impl Serving {
+    /// Spawns `serve`, handing it what completes when the server is to stop.
+    pub fn spawn<F>(serve: impl FnOnce(oneshot::Receiver<()>) -> F) -> Self
+    where
+        F: Future<Output = anyhow::Result<()>> + Send + 'static,
+    {
+        let (stop, stopped) = oneshot::channel();
+        Serving {
+            stop: Some(stop),
+            task: Some(tokio::spawn(serve(stopped))),
+        }
+    }
+
+    /// Stops serving, waits for requests in flight, and for what the server does last (its state file).
+    pub async fn stop(mut self) -> anyhow::Result<()> {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        match self.task.take() {
+            Some(task) => task.await.context("the server task panicked")?,
+            None => Ok(()),
+        }
+    }
+}
+
+impl Drop for Serving {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+    }
 }
 
 /// Starts a simulator on an ephemeral loopback port.
@@ -261,16 +299,12 @@ pub async fn spawn(config: SimulatorConfig) -> anyhow::Result<RunningSimulator> 
         .context("binding a loopback port")?;
     let addr = listener.local_addr()?;
     let token = config.token.clone();
-    let (stop, stopped) = oneshot::channel::<()>();
-    let task = tokio::spawn(serve(config, listener, async move {
-        let _ = stopped.await;
-    }));
-    Ok(RunningSimulator {
-        addr,
-        token,
-        stop: Some(stop),
-        task: Some(task),
-    })
+    let serving = Serving::spawn(|stopped| {
+        serve(config, listener, async move {
+            let _ = stopped.await;
+        })
+    });
+    Ok(RunningSimulator { addr, token, serving })
 }
 
 impl RunningSimulator {
@@ -296,22 +330,8 @@ impl RunningSimulator {
     }
 
     /// Stops serving, waits for requests in flight, and writes the state file.
-    pub async fn stop(mut self) -> anyhow::Result<()> {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
-        match self.task.take() {
-            Some(task) => task.await.context("the simulator task panicked")?,
-            None => Ok(()),
-        }
-    }
-}
-
-impl Drop for RunningSimulator {
-    fn drop(&mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
+    pub async fn stop(self) -> anyhow::Result<()> {
+        self.serving.stop().await
     }
 }
 

@@ -2,7 +2,7 @@
 //! expiring sessions, what it holds), for tests and the demo. Drivers use VCD's API.
 
 use anyhow::Context;
-use reqwest::{Method, StatusCode};
+use reqwest::Method;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
@@ -47,21 +47,7 @@ impl VcdControl {
         if let Some(body) = body {
             request = request.json(body);
         }
-        let response = request.send().await.with_context(|| format!("{method} {path}"))?;
-        let status = response.status();
-        let text = response
-            .text()
-            .await
-            .with_context(|| format!("{method} {path}: reading the answer"))?;
-        if !status.is_success() {
-            anyhow::bail!("{method} {path}: HTTP {status}: {text}");
-        }
-        if status == StatusCode::NO_CONTENT {
-            return Ok(None);
-        }
-        serde_json::from_str(&text)
-            .map(Some)
-            .with_context(|| format!("{method} {path}: unexpected answer {text}"))
+        crate::simulator::control::json_answer(request, &method, path).await
     }
 
     async fn get<T: DeserializeOwned>(&self, path: &str) -> anyhow::Result<T> {

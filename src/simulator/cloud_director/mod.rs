@@ -25,8 +25,7 @@ use std::time::Duration;
 use anyhow::Context;
 use serde::{Deserialize, Serialize};
 use tokio::net::TcpListener;
-use tokio::sync::{oneshot, watch};
-use tokio::task::JoinHandle;
+use tokio::sync::watch;
 
 pub use control::VcdControl;
 pub use server::{FailNextTask, Inventory, VcdFaultConfig, VcdFaultPatch, VcdStats};
@@ -282,8 +281,7 @@ pub struct CloudDirectorHandle {
     ca_pem: String,
     user: String,
     password: String,
-    stop: Option<oneshot::Sender<()>>,
-    task: Option<JoinHandle<anyhow::Result<()>>>,
+    serving: super::Serving,
 }
 
 /// Starts the emulator on an ephemeral loopback port.
@@ -295,17 +293,17 @@ pub async fn spawn(config: CloudDirectorConfig) -> anyhow::Result<CloudDirectorH
     let certificates = certificates(&config)?;
     let ca_pem = certificates.ca_pem.clone();
     let (user, password) = (config.user.clone(), config.password.clone());
-    let (stop, stopped) = oneshot::channel::<()>();
-    let task = tokio::spawn(serve(config, certificates, listener, async move {
-        let _ = stopped.await;
-    }));
+    let serving = super::Serving::spawn(|stopped| {
+        serve(config, certificates, listener, async move {
+            let _ = stopped.await;
+        })
+    });
     Ok(CloudDirectorHandle {
         addr,
         ca_pem,
         user,
         password,
-        stop: Some(stop),
-        task: Some(task),
+        serving,
     })
 }
 
@@ -328,22 +326,8 @@ impl CloudDirectorHandle {
     }
 
     /// Stops serving, waits for requests in flight, and writes the state file.
-    pub async fn stop(mut self) -> anyhow::Result<()> {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
-        match self.task.take() {
-            Some(task) => task.await.context("the emulator task panicked")?,
-            None => Ok(()),
-        }
-    }
-}
-
-impl Drop for CloudDirectorHandle {
-    fn drop(&mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
+    pub async fn stop(self) -> anyhow::Result<()> {
+        self.serving.stop().await
     }
 }
 

@@ -21,7 +21,7 @@ use serde_json::json;
 use tokio::sync::{Notify, watch};
 
 use super::query::{self, ApiVersion, Filter, PageOf, Requested};
-use super::state::{NewUser, NewVdc, Operation, Refusal, State, TaskStatus, VdcSpec};
+use super::state::{EntityKind, NewUser, NewVdc, Operation, Refusal, State, TaskStatus, VdcSpec};
 use super::xml::{self, Hrefs};
 use crate::simulator::faults::{Fault, FaultConfig, FaultPatch, Faults};
 use crate::simulator::stats::{RequestLog, RequestStats, Stats};
@@ -526,8 +526,14 @@ pub fn router(app: App) -> Router {
         .route("/api/org", get(org_list))
         .route("/api/admin/orgs", post(create_org))
         .route("/api/admin/org/{id}", get(get_org).put(update_org).delete(delete_org))
-        .route("/api/admin/org/{id}/action/disable", post(disable_org))
-        .route("/api/admin/org/{id}/action/enable", post(enable_org))
+        .route(
+            "/api/admin/org/{id}/action/disable",
+            enable_disable(EntityKind::Org, false),
+        )
+        .route(
+            "/api/admin/org/{id}/action/enable",
+            enable_disable(EntityKind::Org, true),
+        )
         .route("/api/admin/org/{id}/users", post(create_user))
         .route(
             "/api/admin/user/{id}",
@@ -539,8 +545,14 @@ pub fn router(app: App) -> Router {
             get(get_admin_vdc).put(update_vdc).delete(delete_vdc),
         )
         .route("/api/vdc/{id}", get(get_vdc).delete(delete_vdc))
-        .route("/api/admin/vdc/{id}/action/disable", post(disable_vdc))
-        .route("/api/admin/vdc/{id}/action/enable", post(enable_vdc))
+        .route(
+            "/api/admin/vdc/{id}/action/disable",
+            enable_disable(EntityKind::Vdc, false),
+        )
+        .route(
+            "/api/admin/vdc/{id}/action/enable",
+            enable_disable(EntityKind::Vdc, true),
+        )
         .route(
             "/api/admin/vdcStorageProfile/{id}",
             get(get_storage_profile).put(update_storage_profile),
@@ -999,20 +1011,24 @@ async fn delete_org(
     task_response(&app, &hrefs(&headers), &task, &v)
 }
 
-async fn set_org_enabled(app: &Shared, id: &str, enabled: bool) -> Answer {
-    app.state()
-        .set_org_enabled(id, enabled, Timestamp::now())
-        .map_err(ApiError::xml)?;
+/// `POST …/action/enable|disable` of an organisation or a VDC: at once, 204.
+fn set_enabled(app: &Shared, kind: EntityKind, id: &str, enabled: bool) -> Answer {
+    let now = Timestamp::now();
+    let mut state = app.state();
+    match kind {
+        EntityKind::Org => state.set_org_enabled(id, enabled, now),
+        EntityKind::Vdc => state.set_vdc_enabled(id, enabled, now),
+    }
+    .map_err(ApiError::xml)?;
     app.changed();
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
-async fn disable_org(AxumState(app): AxumState<App>, Path(id): Path<String>) -> Answer {
-    set_org_enabled(&app, &id, false).await
-}
-
-async fn enable_org(AxumState(app): AxumState<App>, Path(id): Path<String>) -> Answer {
-    set_org_enabled(&app, &id, true).await
+/// The enable and disable routes of an entity kind.
+fn enable_disable(kind: EntityKind, enabled: bool) -> axum::routing::MethodRouter<App> {
+    post(
+        move |AxumState(app): AxumState<App>, Path(id): Path<String>| async move { set_enabled(&app, kind, &id, enabled) },
+    )
 }
 
 // ---- Legacy XML: users ----
@@ -1306,22 +1322,6 @@ async fn delete_vdc(
         .map_err(ApiError::xml)?;
     app.changed();
     task_response(&app, &hrefs(&headers), &task, &v)
-}
-
-async fn set_vdc_enabled(app: &Shared, id: &str, enabled: bool) -> Answer {
-    app.state()
-        .set_vdc_enabled(id, enabled, Timestamp::now())
-        .map_err(ApiError::xml)?;
-    app.changed();
-    Ok(StatusCode::NO_CONTENT.into_response())
-}
-
-async fn disable_vdc(AxumState(app): AxumState<App>, Path(id): Path<String>) -> Answer {
-    set_vdc_enabled(&app, &id, false).await
-}
-
-async fn enable_vdc(AxumState(app): AxumState<App>, Path(id): Path<String>) -> Answer {
-    set_vdc_enabled(&app, &id, true).await
 }
 
 /// The VDC holding a storage profile, and the profile.

@@ -724,6 +724,23 @@ impl State {
         Ok((owner.id, task))
     }
 
+    /// The org and the VDC of a VDC id, when no task runs on the VDC.
+    fn idle_vdc(&self, id: &str, now: Timestamp) -> Result<(Named, Named), Refusal> {
+        let (org, vdc) = self.vdc(id)?;
+        let (org, vdc) = (
+            Named {
+                id: org.id.clone(),
+                name: org.name.clone(),
+            },
+            Named {
+                id: vdc.id.clone(),
+                name: vdc.name.clone(),
+            },
+        );
+        self.ensure_idle(&vdc, now)?;
+        Ok((org, vdc))
+    }
+
     /// Starts changing a VDC's settings (applied when the task succeeds; a rename must not clash).
     pub fn update_vdc(
         &mut self,
@@ -733,21 +750,17 @@ impl State {
         now: Timestamp,
         run: SignedDuration,
     ) -> Result<String, Refusal> {
-        let (org, vdc) = self.vdc(id)?;
-        let owner = Named {
-            id: vdc.id.clone(),
-            name: vdc.name.clone(),
-        };
-        self.ensure_idle(&owner, now)?;
+        let (org_named, _) = self.idle_vdc(id, now)?;
         validate_name("VDC", name)?;
         validate_spec(&spec)?;
-        if org.vdcs.values().any(|v| v.name == name && v.id != id) {
+        if self
+            .org(&org_named.id)?
+            .vdcs
+            .values()
+            .any(|v| v.name == name && v.id != id)
+        {
             return Err(Refusal::duplicate("VDC", name));
         }
-        let org_named = Named {
-            id: org.id.clone(),
-            name: org.name.clone(),
-        };
         let task = self.start_task(
             Operation::VdcUpdate,
             Named {
@@ -765,14 +778,8 @@ impl State {
     }
 
     pub fn set_vdc_enabled(&mut self, id: &str, enabled: bool, now: Timestamp) -> Result<(), Refusal> {
-        let (org, vdc) = self.vdc(id)?;
-        let owner = Named {
-            id: vdc.id.clone(),
-            name: vdc.name.clone(),
-        };
-        self.ensure_idle(&owner, now)?;
-        let org_id = org.id.clone();
-        if let Some(vdc) = self.org_mut(&org_id)?.vdcs.get_mut(id) {
+        let (org, _) = self.idle_vdc(id, now)?;
+        if let Some(vdc) = self.org_mut(&org.id)?.vdcs.get_mut(id) {
             vdc.spec.enabled = enabled;
         }
         Ok(())
@@ -786,22 +793,14 @@ impl State {
         now: Timestamp,
         run: SignedDuration,
     ) -> Result<String, Refusal> {
-        let (org, vdc) = self.vdc(id)?;
-        let owner = Named {
-            id: vdc.id.clone(),
-            name: vdc.name.clone(),
-        };
-        self.ensure_idle(&owner, now)?;
+        let (org_named, owner) = self.idle_vdc(id, now)?;
+        let vdc = self.vdc(id)?.1;
         if vdc.spec.enabled && !force {
             return Err(Refusal::bad_request(format!(
                 "VDC {} cannot be deleted: you must disable the virtual datacenter before you can delete it.",
                 vdc.name
             )));
         }
-        let org_named = Named {
-            id: org.id.clone(),
-            name: org.name.clone(),
-        };
         Ok(self.start_task(Operation::VdcDelete, owner, org_named, now, run))
     }
 
