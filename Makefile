@@ -3,7 +3,7 @@ SHELL := /bin/bash
 .DEFAULT_GOAL := help
 CARGO ?= cargo
 
-.PHONY: help build controlplane cluster demo test lint generate check-generated ci deps helm-lint bench
+.PHONY: help build controlplane vcd-conformance cluster demo test lint generate check-generated ci deps helm-lint bench
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
@@ -14,13 +14,16 @@ build: ## Build the navigator binary
 controlplane: ## Build etcd, kube-apiserver, kube-controller-manager, kubectl and helm from Go modules (cached in .cache/bin)
 	tests/controlplane/build.sh
 
+vcd-conformance: ## Build the Cloud Director conformance program (VMware's Go SDK) into .cache/bin when its sources changed
+	tests/vcd-conformance/build.sh
+
 cluster: controlplane ## Start a local control plane on loopback until Ctrl-C
 	$(CARGO) run -q -p navigator-testenv --bin navigator-testenv
 
 demo: controlplane ## Show Navigator working end to end on a local control plane (Ctrl-C stops it; DEMO_EXIT=1 stops at the end)
 	scripts/demo.sh
 
-test: controlplane deps ## Run every unit and integration test against a real control plane, then a DEMO_EXIT=1 demo
+test: controlplane deps vcd-conformance ## Run every unit and integration test against a real control plane, then a DEMO_EXIT=1 demo
 	scripts/test.sh
 
 lint: ## Formatting, clippy with warnings as errors, generated files unchanged

@@ -13,6 +13,29 @@ use super::server::SIMULATOR_TIME;
 use super::stats::{RequestLog, SimStats};
 use crate::endpoint::{ExternalInstance, ExternalOrg, InstanceDesired, OrgDesired, Secret, Ticket, TicketState};
 
+/// Sends a control request and reads its JSON answer (`None` for 204), naming the call in errors.
+pub(crate) async fn json_answer<T: DeserializeOwned>(
+    request: reqwest::RequestBuilder,
+    method: &Method,
+    path: &str,
+) -> anyhow::Result<Option<T>> {
+    let response = request.send().await.with_context(|| format!("{method} {path}"))?;
+    let status = response.status();
+    let text = response
+        .text()
+        .await
+        .with_context(|| format!("{method} {path}: reading the answer"))?;
+    if !status.is_success() {
+        anyhow::bail!("{method} {path}: HTTP {status}: {text}");
+    }
+    if status == StatusCode::NO_CONTENT {
+        return Ok(None);
+    }
+    serde_json::from_str(&text)
+        .map(Some)
+        .with_context(|| format!("{method} {path}: unexpected answer {text}"))
+}
+
 #[derive(Clone, Debug)]
 pub struct SimControl {
     base: String,
@@ -55,21 +78,7 @@ impl SimControl {
         if let Some(body) = body {
             request = request.json(body);
         }
-        let response = request.send().await.with_context(|| format!("{method} {path}"))?;
-        let status = response.status();
-        let text = response
-            .text()
-            .await
-            .with_context(|| format!("{method} {path}: reading the answer"))?;
-        if !status.is_success() {
-            anyhow::bail!("{method} {path}: HTTP {status}: {text}");
-        }
-        if status == StatusCode::NO_CONTENT {
-            return Ok(None);
-        }
-        serde_json::from_str(&text)
-            .map(Some)
-            .with_context(|| format!("{method} {path}: unexpected answer {text}"))
+        json_answer(request, &method, path).await
     }
 
     pub async fn stats(&self) -> anyhow::Result<SimStats> {

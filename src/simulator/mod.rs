@@ -3,6 +3,7 @@
 //! support tickets, and fault injection. `navigator simulator` runs it; tests start it in-process with
 //! [`spawn`] and drive it through the real Http driver.
 
+pub mod cloud_director;
 pub mod control;
 pub mod faults;
 pub mod metering;
@@ -67,9 +68,22 @@ impl Default for SimulatorConfig {
     }
 }
 
+/// Which API the simulator serves.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum SimulatedApi {
+    /// The Navigator endpoint API (docs/endpoint-api.yaml), over HTTP.
+    #[default]
+    Navigator,
+    /// VMware Cloud Director's API (the subset the CloudDirector driver uses), over HTTPS.
+    CloudDirector,
+}
+
 /// `navigator simulator`: serve the simulated cloud.
 #[derive(clap::Args)]
 pub struct SimulatorArgs {
+    /// The API to serve.
+    #[arg(long, value_enum, default_value_t = SimulatedApi::Navigator)]
+    pub api: SimulatedApi,
     /// Address to listen on.
     #[arg(long, default_value = "127.0.0.1:8089")]
     pub listen: SocketAddr,
@@ -111,6 +125,8 @@ pub struct SimulatorArgs {
     /// it even when the client has gone away meanwhile.
     #[arg(long, default_value_t = 0.0)]
     pub create_seconds: f64,
+    #[command(flatten)]
+    pub cloud_director: cloud_director::CloudDirectorArgs,
 }
 
 impl SimulatorArgs {
@@ -234,8 +250,46 @@ async fn save_loop(app: Arc<server::Shared>, path: PathBuf, mut stopping: watch:
 pub struct RunningSimulator {
     addr: SocketAddr,
     token: Secret,
+    serving: Serving,
+}
+
+/// A server running as a task in this process: stopped by [`Serving::stop`], or told to stop on drop.
+pub struct Serving {
     stop: Option<oneshot::Sender<()>>,
     task: Option<JoinHandle<anyhow::Result<()>>>,
+}
+
+impl Serving {
+    /// Spawns `serve`, handing it what completes when the server is to stop.
+    pub fn spawn<F>(serve: impl FnOnce(oneshot::Receiver<()>) -> F) -> Self
+    where
+        F: Future<Output = anyhow::Result<()>> + Send + 'static,
+    {
+        let (stop, stopped) = oneshot::channel();
+        Serving {
+            stop: Some(stop),
+            task: Some(tokio::spawn(serve(stopped))),
+        }
+    }
+
+    /// Stops serving, waits for requests in flight, and for what the server does last (its state file).
+    pub async fn stop(mut self) -> anyhow::Result<()> {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        match self.task.take() {
+            Some(task) => task.await.context("the server task panicked")?,
+            None => Ok(()),
+        }
+    }
+}
+
+impl Drop for Serving {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+    }
 }
 
 /// Starts a simulator on an ephemeral loopback port.
@@ -245,16 +299,12 @@ pub async fn spawn(config: SimulatorConfig) -> anyhow::Result<RunningSimulator> 
         .context("binding a loopback port")?;
     let addr = listener.local_addr()?;
     let token = config.token.clone();
-    let (stop, stopped) = oneshot::channel::<()>();
-    let task = tokio::spawn(serve(config, listener, async move {
-        let _ = stopped.await;
-    }));
-    Ok(RunningSimulator {
-        addr,
-        token,
-        stop: Some(stop),
-        task: Some(task),
-    })
+    let serving = Serving::spawn(|stopped| {
+        serve(config, listener, async move {
+            let _ = stopped.await;
+        })
+    });
+    Ok(RunningSimulator { addr, token, serving })
 }
 
 impl RunningSimulator {
@@ -280,27 +330,16 @@ impl RunningSimulator {
     }
 
     /// Stops serving, waits for requests in flight, and writes the state file.
-    pub async fn stop(mut self) -> anyhow::Result<()> {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
-        match self.task.take() {
-            Some(task) => task.await.context("the simulator task panicked")?,
-            None => Ok(()),
-        }
-    }
-}
-
-impl Drop for RunningSimulator {
-    fn drop(&mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
+    pub async fn stop(self) -> anyhow::Result<()> {
+        self.serving.stop().await
     }
 }
 
 /// `navigator simulator`: serves until Ctrl-C or SIGTERM.
 pub async fn run(args: SimulatorArgs) -> anyhow::Result<()> {
+    if args.api == SimulatedApi::CloudDirector {
+        return cloud_director::run(&args, &args.cloud_director).await;
+    }
     crate::logging::init(crate::logging::LogFormat::Text);
     let config = args.config()?;
     let listener = TcpListener::bind(args.listen)

@@ -22,3 +22,4 @@ mod request_tracker;
 mod retry_after;
 mod support_requests;
 mod tenants;
+mod vcd_conformance;
