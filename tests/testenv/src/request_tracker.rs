@@ -136,7 +136,12 @@ impl RequestTracker {
             while Instant::now() < deadline && matches!(child.try_wait(), Ok(None)) {
                 std::thread::sleep(Duration::from_millis(50));
             }
-            let _ = child.kill();
+            // Starlet's workers share the listening socket: any one left behind keeps answering, so the
+            // whole process group goes, not only the master.
+            let _ = Command::new("kill")
+                .arg("-KILL")
+                .arg(format!("-{}", child.id()))
+                .status();
             let _ = child.wait();
         }
     }
