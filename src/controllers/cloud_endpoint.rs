@@ -14,7 +14,7 @@ use crate::api::CloudEndpoint;
 use crate::api::cloud_endpoint::{CloudEndpointStatus, EndpointDriver, EndpointMetric, EndpointService};
 use crate::api::common::parse_duration;
 use crate::endpoint::http::RequestObserver;
-use crate::endpoint::{Driver, EndpointInfo, HttpDriver, HttpDriverConfig};
+use crate::endpoint::{CloudDirectorConfig, CloudDirectorDriver, Driver, EndpointInfo, HttpDriver, HttpDriverConfig};
 use crate::runtime::conditions::Phase;
 use crate::runtime::context::{Context, DriverEntry};
 use crate::runtime::error::Error;
@@ -165,19 +165,24 @@ fn build_driver(
     observer: Option<Arc<dyn RequestObserver>>,
 ) -> Result<Arc<dyn Driver>, Error> {
     let spec = &endpoint.spec;
-    match spec.driver {
-        EndpointDriver::Simulator | EndpointDriver::Http => {
-            let mut config = HttpDriverConfig::new(spec.url.clone(), token);
-            config.ca_bundle_pem = spec.ca_bundle.as_ref().map(|pem| pem.as_bytes().to_vec());
-            config.rate_limit_per_second = u32::try_from(spec.rate_limit.requests_per_second).unwrap_or(1).max(1);
-            config.max_concurrent = usize::try_from(spec.max_concurrent_operations).unwrap_or(1).max(1);
-            config.timeout = parse_duration(&spec.request_timeout).unwrap_or(Duration::from_secs(30));
-            config.observer = observer;
-            Ok(Arc::new(HttpDriver::new(config)?))
+    let mut config = HttpDriverConfig::new(spec.url.clone(), token);
+    config.ca_bundle_pem = spec.ca_bundle.as_ref().map(|pem| pem.as_bytes().to_vec());
+    config.rate_limit_per_second = u32::try_from(spec.rate_limit.requests_per_second).unwrap_or(1).max(1);
+    config.max_concurrent = usize::try_from(spec.max_concurrent_operations).unwrap_or(1).max(1);
+    config.timeout = parse_duration(&spec.request_timeout).unwrap_or(Duration::from_secs(30));
+    config.observer = observer;
+    match (spec.driver, &spec.cloud_director) {
+        (EndpointDriver::Simulator | EndpointDriver::Http, _) => Ok(Arc::new(HttpDriver::new(config)?)),
+        (EndpointDriver::CloudDirector, Some(settings)) => {
+            Ok(Arc::new(CloudDirectorDriver::new(CloudDirectorConfig {
+                http: config,
+                settings: settings.clone(),
+            })?))
         }
-        EndpointDriver::CloudDirector => Err(Error::stalled(
-            "DriverNotAvailable",
-            "the CloudDirector driver is not built yet in this version of Navigator; use driver Http or Simulator",
+        // The schema requires the settings with this driver; an object that slipped past it says so.
+        (EndpointDriver::CloudDirector, None) => Err(Error::stalled(
+            "SettingsMissing",
+            "driver CloudDirector needs spec.cloudDirector (user, provider VDC, storage profile)",
         )),
     }
 }

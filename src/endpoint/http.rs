@@ -198,51 +198,7 @@ struct Call<'a> {
 
 impl HttpDriver {
     pub fn new(config: HttpDriverConfig) -> DriverResult<Self> {
-        let invalid = |message: String| DriverError::Invalid { message };
-        let mut base =
-            Url::parse(&config.url).map_err(|e| invalid(format!("endpoint URL {:?} is not a URL: {e}", config.url)))?;
-        if !matches!(base.scheme(), "http" | "https") || base.cannot_be_a_base() {
-            return Err(invalid(format!(
-                "endpoint URL {:?} must be an http or https URL",
-                config.url
-            )));
-        }
-        if !base.username().is_empty() || base.password().is_some() {
-            // Error messages name the URL; credentials belong in the Secret.
-            return Err(invalid(
-                "the endpoint URL must not hold credentials; put the token in the Secret".into(),
-            ));
-        }
-        // Paths are appended as segments, so drop a trailing slash and any query.
-        base.set_query(None);
-        base.set_fragment(None);
-        if let Ok(mut segments) = base.path_segments_mut() {
-            segments.pop_if_empty();
-        }
-        if config.rate_limit_per_second == 0 {
-            return Err(invalid("rate limit must be at least 1 request per second".into()));
-        }
-        if config.max_concurrent == 0 {
-            return Err(invalid("max concurrent requests must be at least 1".into()));
-        }
-        if config.timeout.is_zero() {
-            return Err(invalid("request timeout must be more than zero".into()));
-        }
-        let mut builder = reqwest::Client::builder()
-            .user_agent(concat!("navigator/", env!("CARGO_PKG_VERSION")))
-            .connect_timeout(config.timeout.min(Duration::from_secs(5)))
-            .pool_max_idle_per_host(config.max_concurrent);
-        if let Some(pem) = &config.ca_bundle_pem {
-            let certs = reqwest::Certificate::from_pem_bundle(pem)
-                .map_err(|e| invalid(format!("the endpoint's CA bundle is not PEM certificates: {e}")))?;
-            if certs.is_empty() {
-                return Err(invalid("the endpoint's CA bundle holds no certificate".into()));
-            }
-            builder = builder.tls_certs_only(certs);
-        }
-        let client = builder
-            .build()
-            .map_err(|e| invalid(format!("cannot build an HTTP client: {e}")))?;
+        let (base, client) = connect(&config)?;
         Ok(HttpDriver {
             base,
             token: config.token,
@@ -571,6 +527,57 @@ impl HttpDriver {
     }
 }
 
+/// The endpoint's base URL (no trailing slash, query or credentials) and an HTTP client that trusts its CA
+/// bundle, after checking the configuration; shared by every driver that speaks HTTP.
+pub(super) fn connect(config: &HttpDriverConfig) -> DriverResult<(Url, reqwest::Client)> {
+    let invalid = |message: String| DriverError::Invalid { message };
+    let mut base =
+        Url::parse(&config.url).map_err(|e| invalid(format!("endpoint URL {:?} is not a URL: {e}", config.url)))?;
+    if !matches!(base.scheme(), "http" | "https") || base.cannot_be_a_base() {
+        return Err(invalid(format!(
+            "endpoint URL {:?} must be an http or https URL",
+            config.url
+        )));
+    }
+    if !base.username().is_empty() || base.password().is_some() {
+        // Error messages name the URL; credentials belong in the Secret.
+        return Err(invalid(
+            "the endpoint URL must not hold credentials; put the token in the Secret".into(),
+        ));
+    }
+    // Paths are appended as segments, so drop a trailing slash and any query.
+    base.set_query(None);
+    base.set_fragment(None);
+    if let Ok(mut segments) = base.path_segments_mut() {
+        segments.pop_if_empty();
+    }
+    if config.rate_limit_per_second == 0 {
+        return Err(invalid("rate limit must be at least 1 request per second".into()));
+    }
+    if config.max_concurrent == 0 {
+        return Err(invalid("max concurrent requests must be at least 1".into()));
+    }
+    if config.timeout.is_zero() {
+        return Err(invalid("request timeout must be more than zero".into()));
+    }
+    let mut builder = reqwest::Client::builder()
+        .user_agent(concat!("navigator/", env!("CARGO_PKG_VERSION")))
+        .connect_timeout(config.timeout.min(Duration::from_secs(5)))
+        .pool_max_idle_per_host(config.max_concurrent);
+    if let Some(pem) = &config.ca_bundle_pem {
+        let certs = reqwest::Certificate::from_pem_bundle(pem)
+            .map_err(|e| invalid(format!("the endpoint's CA bundle is not PEM certificates: {e}")))?;
+        if certs.is_empty() {
+            return Err(invalid("the endpoint's CA bundle holds no certificate".into()));
+        }
+        builder = builder.tls_certs_only(certs);
+    }
+    let client = builder
+        .build()
+        .map_err(|e| invalid(format!("cannot build an HTTP client: {e}")))?;
+    Ok((base, client))
+}
+
 /// A 2xx answer.
 struct Answer {
     status: StatusCode,
@@ -600,14 +607,14 @@ fn to_value(body: &impl Serialize) -> DriverResult<serde_json::Value> {
 }
 
 /// Exponential backoff with jitter: about 100 ms, 200 ms, 400 ms, ... capped at 2 s.
-fn backoff(attempt: u32) -> Duration {
+pub(super) fn backoff(attempt: u32) -> Duration {
     let base = 100u64.saturating_mul(1 << attempt.saturating_sub(1).min(5)).min(2_000);
     let jitter = rand::rng().random_range(0..=base / 2);
     Duration::from_millis(base / 2 + jitter)
 }
 
 /// The error chain of a reqwest error in one line (its Display alone says little).
-fn describe(error: &reqwest::Error) -> String {
+pub(super) fn describe(error: &reqwest::Error) -> String {
     let mut text = error.to_string();
     let mut source = std::error::Error::source(error);
     while let Some(cause) = source {
@@ -653,7 +660,7 @@ fn classify(status: StatusCode, headers: &HeaderMap, body: &[u8], method: &Metho
 }
 
 /// The wait a Retry-After header asks for (one second when absent or unreadable).
-fn retry_after(headers: &HeaderMap) -> Duration {
+pub(super) fn retry_after(headers: &HeaderMap) -> Duration {
     headers
         .get(RETRY_AFTER)
         .and_then(|value| value.to_str().ok())
