@@ -917,14 +917,14 @@ impl CloudDirectorDriver {
             "{}/tenant/{org}/vdcs/{uuid}",
             self.base.path().trim_end_matches('/')
         ));
+        let (service_type, parameters) = rules::read_description(&vdc.description)
+            .unwrap_or_else(|| (usage::UNKNOWN_SERVICE.to_owned(), BTreeMap::new()));
         ExternalInstance {
             external_id: vdc.id.clone(),
             name: vdc.name.clone(),
-            service_type: rules::service_type_of(&vdc.description)
-                .unwrap_or(usage::UNKNOWN_SERVICE)
-                .to_owned(),
+            service_type,
             resources,
-            parameters: BTreeMap::new(),
+            parameters,
             state,
             access_url: (state == InstanceState::Ready).then(|| portal.to_string()),
             message,
@@ -1268,7 +1268,7 @@ impl Driver for CloudDirectorDriver {
         let size = rules::vdc_size(&desired.resources, self.vcpu_mhz());
         let body = xml::create_vdc(
             name,
-            &rules::vdc_description(&desired.service_type),
+            &rules::vdc_description(&desired.service_type, &desired.parameters),
             &size,
             model,
             &placement,
@@ -1334,10 +1334,16 @@ impl Driver for CloudDirectorDriver {
         }
         let compute_changed = current.resources.vcpu != desired.resources.vcpu
             || current.resources.memory_gib != desired.resources.memory_gib
-            || current.service_type != desired.service_type;
+            || current.service_type != desired.service_type
+            || current.parameters != desired.parameters;
         let mut state = current.state;
         if compute_changed {
-            let body = xml::update_vdc(name, &rules::vdc_description(&desired.service_type), &size, model);
+            let body = xml::update_vdc(
+                name,
+                &rules::vdc_description(&desired.service_type, &desired.parameters),
+                &size,
+                model,
+            );
             let path = format!("/api/admin/vdc/{}", rules::uuid_of(&vdc.id));
             let answer = self
                 .write(Method::PUT, &path, Some((xml::VDC_CONTENT_TYPE, body)), true)
@@ -1350,6 +1356,7 @@ impl Driver for CloudDirectorDriver {
         Ok(ExternalInstance {
             service_type: desired.service_type.clone(),
             resources: desired.resources,
+            parameters: desired.parameters.clone(),
             state,
             access_url: None,
             ..current

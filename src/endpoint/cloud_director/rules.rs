@@ -1,7 +1,9 @@
 //! The driver's decisions, without I/O: which API version to speak, which Cloud Director role a Navigator
 //! role becomes, how big a VDC is, what an entity's state is, and what an error answer means.
 
-use reqwest::StatusCode;
+use std::collections::BTreeMap;
+
+use reqwest::{StatusCode, Url};
 
 use crate::api::cloud_endpoint::CloudDirectorRoles;
 use crate::endpoint::{DriverError, InstanceState, Resources};
@@ -109,19 +111,41 @@ pub fn resources(size: &VdcSize) -> Resources {
     }
 }
 
-const SERVICE_TYPE_PREFIX: &str = "navigator:serviceType=";
+const DESCRIPTION_PREFIX: &str = "navigator:";
 
-/// The VDC description that records the service type it was made for.
-pub fn vdc_description(service_type: &str) -> String {
-    format!("{SERVICE_TYPE_PREFIX}{service_type}")
+/// The VDC description that records what Cloud Director has no field for: the service type the VDC was
+/// made for and the subscription's parameters, as `navigator:serviceType=compute&region=eu-west`.
+pub fn vdc_description(service_type: &str, parameters: &BTreeMap<String, String>) -> String {
+    let mut encoded = Url::parse("navigator:x").expect("a constant URL");
+    {
+        let mut pairs = encoded.query_pairs_mut();
+        pairs.append_pair("serviceType", service_type);
+        for (key, value) in parameters {
+            pairs.append_pair(key, value);
+        }
+    }
+    format!("{DESCRIPTION_PREFIX}{}", encoded.query().unwrap_or_default())
 }
 
-/// The service type a VDC description records, if it was made by Navigator.
-pub fn service_type_of(description: &str) -> Option<&str> {
-    description
-        .trim()
-        .strip_prefix(SERVICE_TYPE_PREFIX)
-        .filter(|s| !s.is_empty())
+/// The service type and parameters a VDC description records, if Navigator wrote it.
+pub fn read_description(description: &str) -> Option<(String, BTreeMap<String, String>)> {
+    let query = description.trim().strip_prefix(DESCRIPTION_PREFIX)?;
+    let url = Url::parse(&format!("navigator:x?{query}")).ok()?;
+    let mut service_type = None;
+    let mut parameters = BTreeMap::new();
+    for (key, value) in url.query_pairs() {
+        if key == "serviceType" && service_type.is_none() {
+            service_type = Some(value.into_owned());
+        } else {
+            parameters.insert(key.into_owned(), value.into_owned());
+        }
+    }
+    Some((service_type.filter(|s| !s.is_empty())?, parameters))
+}
+
+/// The service type a VDC description records.
+pub fn service_type_of(description: &str) -> Option<String> {
+    read_description(description).map(|(service_type, _)| service_type)
 }
 
 /// The kind of operation running on an entity.
@@ -341,8 +365,21 @@ mod tests {
     }
 
     #[test]
-    fn the_service_type_travels_in_the_description() {
-        assert_eq!(service_type_of(&vdc_description("kubernetes")), Some("kubernetes"));
+    fn the_service_type_and_parameters_travel_in_the_description() {
+        let parameters = BTreeMap::from([("region".to_owned(), "eu west&1".to_owned())]);
+        let description = vdc_description("kubernetes", &parameters);
+        assert!(
+            description.starts_with("navigator:serviceType=kubernetes&"),
+            "{description}"
+        );
+        assert_eq!(
+            read_description(&description),
+            Some(("kubernetes".to_owned(), parameters))
+        );
+        assert_eq!(
+            service_type_of(&vdc_description("compute", &BTreeMap::new())).as_deref(),
+            Some("compute")
+        );
         assert_eq!(service_type_of("made by hand"), None);
         assert_eq!(service_type_of("navigator:serviceType="), None);
     }

@@ -126,7 +126,7 @@ pub fn usage_from_audit_trail(
     for (id, history) in histories {
         let service_type = history
             .service_type
-            .or_else(|| descriptions.get(id).and_then(|d| service_type_of(d)).map(str::to_owned))
+            .or_else(|| descriptions.get(id).and_then(|d| service_type_of(d)))
             .unwrap_or_else(|| UNKNOWN_SERVICE.to_owned());
         let metrics: Vec<(&str, &str)> = match metering::service_type(&service_type) {
             Some(known) => known.metrics.iter().map(|m| (m.name, m.unit)).collect(),
