@@ -15,7 +15,7 @@ enum Command {
     Run(RunArgs),
     // Subcommands are added here as they are built, one variant each; no placeholders.
     /// Serve the simulated cloud (the Navigator endpoint API) for the demo and tests, until SIGTERM or Ctrl-C.
-    Simulator(navigator::simulator::SimulatorArgs),
+    Simulator(Box<navigator::simulator::SimulatorArgs>),
     /// Print every CustomResourceDefinition as YAML, or write one file per kind into directories.
     Crds {
         /// Write `<plural>.navigator.cloudpartner.io.yaml` files into this directory instead of printing
@@ -127,7 +127,7 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
 async fn main() -> anyhow::Result<()> {
     match parse_cli().command {
         Command::Run(args) => run(args).await,
-        Command::Simulator(args) => navigator::simulator::run(args).await,
+        Command::Simulator(args) => navigator::simulator::run(*args).await,
         Command::Crds { out_dir } => navigator::api::crds::run(&out_dir, &mut std::io::stdout().lock()),
         Command::Org(command) => navigator::cli::org::run(command, &mut std::io::stdout().lock()).await,
         Command::Invoice(command) => navigator::cli::export::run_invoice(command, &mut std::io::stdout().lock()).await,

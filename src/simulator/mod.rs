@@ -3,6 +3,7 @@
 //! support tickets, and fault injection. `navigator simulator` runs it; tests start it in-process with
 //! [`spawn`] and drive it through the real Http driver.
 
+pub mod cloud_director;
 pub mod control;
 pub mod faults;
 pub mod metering;
@@ -67,9 +68,22 @@ impl Default for SimulatorConfig {
     }
 }
 
+/// Which API the simulator serves.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum SimulatedApi {
+    /// The Navigator endpoint API (docs/endpoint-api.yaml), over HTTP.
+    #[default]
+    Navigator,
+    /// VMware Cloud Director's API (the subset the CloudDirector driver uses), over HTTPS.
+    CloudDirector,
+}
+
 /// `navigator simulator`: serve the simulated cloud.
 #[derive(clap::Args)]
 pub struct SimulatorArgs {
+    /// The API to serve.
+    #[arg(long, value_enum, default_value_t = SimulatedApi::Navigator)]
+    pub api: SimulatedApi,
     /// Address to listen on.
     #[arg(long, default_value = "127.0.0.1:8089")]
     pub listen: SocketAddr,
@@ -111,6 +125,8 @@ pub struct SimulatorArgs {
     /// it even when the client has gone away meanwhile.
     #[arg(long, default_value_t = 0.0)]
     pub create_seconds: f64,
+    #[command(flatten)]
+    pub cloud_director: cloud_director::CloudDirectorArgs,
 }
 
 impl SimulatorArgs {
@@ -301,6 +317,9 @@ impl Drop for RunningSimulator {
 
 /// `navigator simulator`: serves until Ctrl-C or SIGTERM.
 pub async fn run(args: SimulatorArgs) -> anyhow::Result<()> {
+    if args.api == SimulatedApi::CloudDirector {
+        return cloud_director::run(&args, &args.cloud_director).await;
+    }
     crate::logging::init(crate::logging::LogFormat::Text);
     let config = args.config()?;
     let listener = TcpListener::bind(args.listen)

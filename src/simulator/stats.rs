@@ -68,6 +68,9 @@ pub struct RequestRecord {
     pub at_ms: u64,
     pub method: String,
     pub path: String,
+    /// The query string, where the endpoint logs it (the Cloud Director emulator does).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub query: Option<String>,
     /// The status it was answered with; `None` when the client went away before the answer.
     pub status: Option<u16>,
 }
@@ -138,10 +141,23 @@ impl Stats {
 
     /// Logs a `/v1` request that arrived at `arrived` and ended with `status` (`None`: abandoned).
     pub fn ended(&self, method: &str, path: &str, arrived: Instant, status: Option<u16>) {
+        self.ended_with_query(method, path, None, arrived, status);
+    }
+
+    /// Logs a request with its query string.
+    pub fn ended_with_query(
+        &self,
+        method: &str,
+        path: &str,
+        query: Option<String>,
+        arrived: Instant,
+        status: Option<u16>,
+    ) {
         let record = RequestRecord {
             at_ms: u64::try_from(arrived.saturating_duration_since(self.started).as_millis()).unwrap_or(u64::MAX),
             method: method.to_owned(),
             path: path.to_owned(),
+            query,
             status,
         };
         let mut c = self.lock();
@@ -242,6 +258,7 @@ mod tests {
                 at_ms: 2_500,
                 method: "PUT".into(),
                 path: "/v1/orgs/acme".into(),
+                query: None,
                 status: Some(429)
             }
         );

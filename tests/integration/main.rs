@@ -20,3 +20,4 @@ mod packaging;
 mod retry_after;
 mod support_requests;
 mod tenants;
+mod vcd_conformance;

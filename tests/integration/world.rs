@@ -14,6 +14,7 @@ use navigator::api::{
     AccessGrant, CloudEndpoint, CloudServiceSubscription, CommitmentContract, CustomerOrg, ProviderOrg, SupportRequest,
 };
 use navigator::runtime::reconciler::Object;
+use navigator::simulator::cloud_director::VcdControl;
 use navigator::simulator::stats::SimStats;
 use serde_json::json;
 
@@ -216,6 +217,83 @@ impl Simulator {
             .collect();
         names.sort();
         names
+    }
+}
+
+/// `navigator simulator --api cloud-director` on a free loopback port (stopped when dropped): HTTPS with
+/// a CA made at start, read from `--tls-dir`.
+pub struct CloudDirector {
+    _process: Process,
+    _tls_dir: TempDir,
+    /// `https://127.0.0.1:PORT`.
+    pub url: String,
+    /// The CA certificate (PEM) that clients trust.
+    pub ca_pem: String,
+    pub user: String,
+    pub password: String,
+}
+
+/// A directory removed when dropped.
+pub struct TempDir(pub std::path::PathBuf);
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+impl CloudDirector {
+    /// The administrator's password the tests' emulators use.
+    pub const PASSWORD: &str = "navigator-test-vcd-password";
+
+    pub async fn start(name: &str, extra: &[&str]) -> Self {
+        let port = free_port();
+        let tls_dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR"))
+            .join("vcd-tls")
+            .join(format!("{name}-{port}"));
+        let _ = std::fs::remove_dir_all(&tls_dir);
+        let mut args = vec![
+            "simulator".to_string(),
+            "--api".into(),
+            "cloud-director".into(),
+            "--listen".into(),
+            format!("127.0.0.1:{port}"),
+            "--tls-dir".into(),
+            tls_dir.display().to_string(),
+            "--password".into(),
+            Self::PASSWORD.into(),
+        ];
+        args.extend(extra.iter().map(|s| s.to_string()));
+        let log = log_path(&format!("cloud-director-{name}"));
+        let process = Process::spawn(args, vec![("RUST_LOG".into(), "warn".into())], log);
+        let ca_file = tls_dir.join("ca.pem");
+        let ca_pem = eventually(Duration::from_secs(30), "the Cloud Director emulator's CA", || {
+            let read = std::fs::read_to_string(&ca_file)
+                .ok()
+                .filter(|pem| pem.contains("END CERTIFICATE"));
+            async move { read }
+        })
+        .await;
+        let emulator = CloudDirector {
+            _process: process,
+            _tls_dir: TempDir(tls_dir),
+            url: format!("https://127.0.0.1:{port}"),
+            ca_pem,
+            user: "administrator".into(),
+            password: Self::PASSWORD.into(),
+        };
+        let control = emulator.control();
+        eventually(Duration::from_secs(30), "the Cloud Director emulator to listen", || {
+            let control = control.clone();
+            async move { control.stats().await.ok().map(|_| ()) }
+        })
+        .await;
+        emulator
+    }
+
+    /// The client of the emulator's `/sim` endpoints.
+    pub fn control(&self) -> VcdControl {
+        VcdControl::new(&self.url, &self.ca_pem, &self.user, &self.password).expect("the emulator's CA parses")
     }
 }
 
