@@ -20,4 +20,6 @@ mod packaging;
 mod retry_after;
 mod support_requests;
 mod tenants;
+
+mod cloud_director;
 mod vcd_conformance;

@@ -108,6 +108,9 @@ struct Request {
 /// A 2xx answer.
 struct Answer {
     status: StatusCode,
+    /// The session token a login answers with.
+    access_token: Option<String>,
+    /// Where a CloudAPI write's task is.
     location: Option<String>,
     body: String,
 }
@@ -334,7 +337,7 @@ impl CloudDirectorDriver {
                     .exchange(&request, Some(Credential::Basic(&user, &self.credential)), &json)
                     .await
                     .map_err(|f| login_failure(f, &format!("the login of {user}")))?;
-                answer.location.ok_or_else(|| {
+                answer.access_token.ok_or_else(|| {
                     DriverError::unavailable("Cloud Director's login answer carries no X-VMWARE-VCLOUD-ACCESS-TOKEN")
                 })?
             }
@@ -489,8 +492,12 @@ impl CloudDirectorDriver {
         if status.is_success() {
             // The login's token comes in a header; tasks of CloudAPI writes in Location.
             let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok()).map(str::to_owned);
-            let location = header("X-VMWARE-VCLOUD-ACCESS-TOKEN").or_else(|| header(LOCATION.as_str()));
-            return Ok(Answer { status, location, body });
+            return Ok(Answer {
+                status,
+                access_token: header("X-VMWARE-VCLOUD-ACCESS-TOKEN"),
+                location: header(LOCATION.as_str()),
+                body,
+            });
         }
         let (code, message) = error_of(&body).unwrap_or_else(|| (String::new(), body.chars().take(200).collect()));
         let refusal = rules::classify(status, &code, headers.contains_key(RETRY_AFTER));
@@ -879,17 +886,20 @@ impl CloudDirectorDriver {
         Ok(placement)
     }
 
-    async fn find_vdc(&self, org: &str, name: &str) -> DriverResult<Option<xml::AdminVdc>> {
+    /// The VDC of this name in the organisation, with its storage limit (MB) from its query record.
+    async fn find_vdc(&self, org: &str, name: &str) -> DriverResult<Option<(xml::AdminVdc, u64)>> {
         let records = self.query("adminOrgVdc", name).await?;
-        let Some(href) = records
-            .into_iter()
-            .filter(|r| r.get("orgName").is_none_or(|o| o == org))
-            .find_map(|r| r.get("href").cloned())
-        else {
+        let Some(record) = records.into_iter().find(|r| r.get("orgName").is_none_or(|o| o == org)) else {
             return Ok(None);
         };
-        self.get_entity("VDC", &format!("/api/admin/vdc/{}", rules::uuid_of(&href)))
-            .await
+        let Some(href) = record.get("href") else {
+            return Ok(None);
+        };
+        let storage_mb = record.get("storageLimitMB").and_then(|v| v.parse().ok()).unwrap_or(0);
+        let vdc = self
+            .get_entity("VDC", &format!("/api/admin/vdc/{}", rules::uuid_of(href)))
+            .await?;
+        Ok(vdc.map(|vdc| (vdc, storage_mb)))
     }
 
     fn vcpu_mhz(&self) -> u64 {
@@ -900,17 +910,17 @@ impl CloudDirectorDriver {
         &self,
         org: &str,
         vdc: &xml::AdminVdc,
+        storage_mb: u64,
         state: InstanceState,
         message: Option<String>,
     ) -> ExternalInstance {
         let size = rules::VdcSize {
             cpu_mhz: vdc.compute.cpu.size(),
             memory_mb: vdc.compute.memory.size(),
-            storage_mb: 0,
+            storage_mb,
             vcpu_mhz: vdc.vcpu_mhz2.or(vdc.vcpu_mhz).unwrap_or_else(|| self.vcpu_mhz()),
         };
-        let mut resources = rules::resources(&size);
-        resources.storage_gib = 0;
+        let resources = rules::resources(&size);
         let uuid = rules::uuid_of(&vdc.id);
         let mut portal = self.base.clone();
         portal.set_path(&format!(
@@ -933,25 +943,20 @@ impl CloudDirectorDriver {
         }
     }
 
-    /// The VDC's storage limit (MB) and the href of its storage profile.
-    async fn storage_of(&self, vdc: &xml::AdminVdc) -> DriverResult<Option<(u64, String)>> {
-        let Some(profile) = vdc
-            .storage_profiles
-            .profiles
+    /// The href of the VDC's storage profile (the endpoint's, else its first).
+    fn storage_profile_of<'a>(&self, vdc: &'a xml::AdminVdc) -> Option<&'a str> {
+        let profiles = &vdc.storage_profiles.profiles;
+        profiles
             .iter()
             .find(|p| p.name == self.settings.storage_profile)
-            .or(vdc.storage_profiles.profiles.first())
-        else {
-            return Ok(None);
-        };
-        let found: Option<xml::StorageProfile> = self.get_entity("VDC storage profile", &profile.href).await?;
-        Ok(found.map(|p| (p.limit, profile.href.clone())))
+            .or(profiles.first())
+            .map(|p| p.href.as_str())
     }
 
     /// The VDC of this name and the instance it is, with any operation on it followed.
     async fn observe_vdc(&self, org: &str, name: &str) -> DriverResult<Option<(xml::AdminVdc, ExternalInstance)>> {
         let key = vdc_key(org, name);
-        let Some(vdc) = self.find_vdc(org, name).await? else {
+        let Some((vdc, storage_mb)) = self.find_vdc(org, name).await? else {
             let tracked = self.tracked.lock().unwrap_or_else(|e| e.into_inner()).remove(&key);
             if let Some(Tracked {
                 operation: Operation::Create,
@@ -992,14 +997,7 @@ impl CloudDirectorDriver {
         let message = message.or_else(|| {
             (state == InstanceState::Failed).then(|| format!("Cloud Director could not create VDC {name}"))
         });
-        let mut instance = self.instance(org, &vdc, state, message);
-        if let Some((limit, _)) = self.storage_of(&vdc).await? {
-            instance.resources.storage_gib = rules::resources(&rules::VdcSize {
-                storage_mb: limit,
-                ..rules::vdc_size(&Resources::default(), 1)
-            })
-            .storage_gib;
-        }
+        let instance = self.instance(org, &vdc, storage_mb, state, message);
         Ok(Some((vdc, instance)))
     }
 
@@ -1283,7 +1281,7 @@ impl Driver for CloudDirectorDriver {
                 self.track(vdc_key(org, name), &answer, Operation::Create);
                 Ok(ExternalInstance {
                     resources: desired.resources,
-                    ..self.instance(org, &vdc, InstanceState::Provisioning, None)
+                    ..self.instance(org, &vdc, 0, InstanceState::Provisioning, None)
                 })
             }
             Err(Failure {
@@ -1321,7 +1319,7 @@ impl Driver for CloudDirectorDriver {
         let size = rules::vdc_size(&desired.resources, self.vcpu_mhz());
         // Storage first: it is synchronous, and the VDC's own update then runs alone.
         if current.resources.storage_gib != desired.resources.storage_gib
-            && let Some((_, profile)) = self.storage_of(&vdc).await?
+            && let Some(profile) = self.storage_profile_of(&vdc)
         {
             let body = xml::storage_profile(size.storage_mb);
             self.write(
@@ -1365,7 +1363,7 @@ impl Driver for CloudDirectorDriver {
 
     async fn delete_instance(&self, org: &str, name: &str) -> DriverResult<Deletion> {
         let key = vdc_key(org, name);
-        let Some(vdc) = self.find_vdc(org, name).await? else {
+        let Some((vdc, _)) = self.find_vdc(org, name).await? else {
             self.forget(&key);
             return Ok(Deletion::Gone);
         };
@@ -1483,6 +1481,7 @@ mod tests {
     fn tasks_are_found_where_cloud_director_puts_them() {
         let answer = |location: Option<&str>, body: &str| Answer {
             status: StatusCode::ACCEPTED,
+            access_token: None,
             location: location.map(str::to_owned),
             body: body.to_owned(),
         };

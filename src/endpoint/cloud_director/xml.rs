@@ -185,13 +185,6 @@ fn ready() -> i32 {
     1
 }
 
-/// `GET /api/admin/vdcStorageProfile/{id}`.
-#[derive(Debug, Deserialize)]
-pub struct StorageProfile {
-    #[serde(rename = "Limit", default)]
-    pub limit: u64,
-}
-
 /// One page of `GET /api/query`: the attributes of each record, and the paging figures.
 #[derive(Debug, Default, PartialEq)]
 pub struct QueryPage {
