@@ -4,6 +4,7 @@
 #
 #   DEMO_SIMULATOR_PORT  loopback port of the simulated cloud (default: a free one)
 #   DEMO_OPERATOR_PORT   loopback port of the operator's /metrics, /healthz, /readyz (default: a free one)
+#   DEMO_VCD_PORT        loopback port of the Cloud Director emulator (HTTPS; default: a free one)
 #   DEMO_EXIT=1          run everything, then stop everything; exit 0, or non-zero on any failure
 #   DEMO_STATE_DIR       kubeconfig, logs and the rewritten examples (default .cache/demo, emptied first;
 #                        a directory given here must be empty or absent)
@@ -106,7 +107,7 @@ cleanup() {
 			printf '\ndemo: last lines of the operator log (%s):\n' "${log_of[operator]}" >&2
 			tail -n 15 "${log_of[operator]}" | sed 's/^/  /' >&2
 		fi
-		stop_all "${pid_of[operator]}" "${pid_of[simulator]}"
+		stop_all "${pid_of[operator]}" "${pid_of[simulator]}" ${pid_of[cloud director]:+"${pid_of[cloud director]}"}
 	fi
 	# navigator-testenv's watchdog stops RT's server and removes its folder when the launcher exits.
 	if [[ -n "${pid_of[request tracker]:-}" ]]; then stop_all "${pid_of[request tracker]}"; fi
@@ -357,6 +358,50 @@ echo "  $root/charts/navigator/dashboards/operations.json"
 echo "Alert rules (the chart's PrometheusRule with metrics.prometheusRule.enabled=true):"
 echo "  $root/charts/navigator/rules/navigator.rules.yaml"
 
+vcd_port="$(choose_port DEMO_VCD_PORT "$operator_port")"
+vcd_url="https://127.0.0.1:$vcd_port"
+vcd_tls="$state/vcd-tls"
+say "A second provider on VMware Cloud Director: the emulator on $vcd_url (navigator simulator --api cloud-director)"
+start "cloud director" "$state/cloud-director.log" "$navigator" simulator --api cloud-director \
+	--listen "127.0.0.1:$vcd_port" --tls-dir "$vcd_tls" --provision-seconds 2
+wait_ca() {
+	for _ in $(seq 1 300); do grep -q "END CERTIFICATE" "$vcd_tls/ca.pem" 2>/dev/null && return; sleep 0.2; done
+	fail "the Cloud Director emulator wrote no CA to $vcd_tls/ca.pem in 60 s"
+}
+watching wait_ca
+vcd() { curl -sSf --cacert "$vcd_tls/ca.pem" -u administrator:navigator-dev-password "$vcd_url$1"; }
+wait_vcd() { for _ in $(seq 1 300); do vcd /sim/stats >/dev/null 2>&1 && return; sleep 0.2; done; fail "the emulator does not answer on $vcd_url"; }
+watching wait_vcd
+echo "API versions it offers:"
+curl -sSf --cacert "$vcd_tls/ca.pem" "$vcd_url/api/versions" | grep -o '<Version>[^<]*</Version>' | tr '\n' ' '
+echo
+
+# examples/cloud-director/ name the emulator's usual address; its CA is made at start, so the demo adds it.
+say "kubectl apply -f examples/cloud-director/ (url $vcd_url, caBundle from $vcd_tls/ca.pem)"
+mkdir -p "$state/cloud-director"
+for file in examples/cloud-director/*.yaml; do
+	sed "s#https://127.0.0.1:8443#$vcd_url#g" "$file" >"$state/cloud-director/${file#examples/cloud-director/}"
+done
+endpoint="$state/cloud-director/02-endpoint.yaml"
+grep -q "url: $vcd_url\$" "$endpoint" || fail "no 'url: https://127.0.0.1:8443' in examples/cloud-director/02-endpoint.yaml"
+{ echo "  caBundle: |"; sed 's/^/    /' "$vcd_tls/ca.pem"; } >>"$endpoint"
+kubectl apply -f "$state/cloud-director/"
+
+say "Waiting until the Cloud Director endpoint, its customers, subscriptions and grant are Ready"
+watching kubectl wait --for=condition=Ready cloudendpoint/cloud-director --timeout=120s
+for kind in customerorgs cloudservicesubscriptions; do
+	watching kubectl wait --for=condition=Ready "$kind" --all -n vcloud-partner --timeout=180s
+done
+watching kubectl wait --for=jsonpath='{.status.phase}'=Active accessgrants --all -n vcloud-partner --timeout=120s
+
+say "Two endpoints side by side: the simulator (driver Simulator) and Cloud Director (driver CloudDirector)"
+kubectl get cloudendpoints
+kubectl get customerorgs,cloudservicesubscriptions,accessgrants -n vcloud-partner
+
+say "What Cloud Director holds: organisations, their users (with the mapped role) and VDCs (GET /sim/inventory)"
+vcd /sim/inventory
+echo
+
 if [[ "$demo_exit" != 0 ]]; then
 	say "DEMO_EXIT=$demo_exit: the demo ran to the end; stopping everything it started"
 	exit 0
@@ -372,7 +417,8 @@ echo "  curl -s -H 'Authorization: Bearer navigator-dev-token' $sim_url/v1/orgs 
 if [[ -n "$rt" ]]; then
 	echo "  $RT_URL/Ticket/Display.html?id=$ticket   # the support ticket in Request Tracker (navigator / navigator-test-password)"
 fi
-echo "Logs: $state/operator.log and $state/simulator.log"
+echo "  curl -s --cacert $vcd_tls/ca.pem -u administrator:navigator-dev-password $vcd_url/sim/inventory   # Cloud Director"
+echo "Logs: $state/operator.log, $state/simulator.log and $state/cloud-director.log"
 echo "Press Ctrl-C to stop everything the demo started."
 pids=()
 for name in "${names[@]}"; do pids+=("${pid_of[$name]}"); done

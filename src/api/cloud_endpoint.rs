@@ -1,5 +1,7 @@
 //! CloudEndpoint (cluster-scoped): a cloud infrastructure or service endpoint that Navigator provisions on.
 
+use std::collections::BTreeMap;
+
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::{CustomResource, KubeSchema};
 use schemars::JsonSchema;
@@ -182,8 +184,64 @@ pub enum AllocationModel {
     ReservationPool,
 }
 
+/// What the credentials Secret of a Cloud Director endpoint holds.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, Hash, JsonSchema)]
+pub enum CloudDirectorCredential {
+    /// The password of `username` (logged in at `/cloudapi/1.0.0/sessions/provider`).
+    #[default]
+    Password,
+    /// A provider API token (exchanged at `/oauth/provider/token`). Cloud Director refuses user management
+    /// to such sessions, so customer access grants stall with a message saying why; everything else works.
+    ApiToken,
+}
+
+/// The Cloud Director role each Navigator customer role becomes in the customer's organisation. Each
+/// must name a role that exists in every tenant organisation (Cloud Director's predefined roles do), and no
+/// two may be the same, so that a user's role on the endpoint tells which Navigator role it came from.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new("self.customerAdministrator != self.customerUser && self.customerAdministrator != self.customerBillingUser && self.customerUser != self.customerBillingUser")
+    .message("roles must name three different Cloud Director roles"))]
+pub struct CloudDirectorRoles {
+    /// The role of `CustomerAdministrator` grants.
+    #[serde(default = "default_vcd_admin_role")]
+    #[schemars(length(min = 1, max = 128))]
+    pub customer_administrator: String,
+    /// The role of `CustomerUser` grants.
+    #[serde(default = "default_vcd_user_role")]
+    #[schemars(length(min = 1, max = 128))]
+    pub customer_user: String,
+    /// The role of `CustomerBillingUser` grants. Cloud Director has no billing role; the default is its
+    /// least privileged predefined role.
+    #[serde(default = "default_vcd_billing_role")]
+    #[schemars(length(min = 1, max = 128))]
+    pub customer_billing_user: String,
+}
+
+fn default_vcd_admin_role() -> String {
+    "Organization Administrator".into()
+}
+
+fn default_vcd_user_role() -> String {
+    "vApp Author".into()
+}
+
+fn default_vcd_billing_role() -> String {
+    "Console Access Only".into()
+}
+
+impl Default for CloudDirectorRoles {
+    fn default() -> Self {
+        CloudDirectorRoles {
+            customer_administrator: default_vcd_admin_role(),
+            customer_user: default_vcd_user_role(),
+            customer_billing_user: default_vcd_billing_role(),
+        }
+    }
+}
+
 /// What Navigator needs to know to provision on VMware Cloud Director.
-#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
 #[serde(rename_all = "camelCase")]
 pub struct CloudDirectorSettings {
     /// The provider (system administrator) user Navigator logs in as; its password is the credentials
@@ -194,20 +252,40 @@ pub struct CloudDirectorSettings {
     #[serde(default = "default_vcd_org")]
     #[schemars(length(min = 1, max = 128))]
     pub org: String,
-    /// The API version Navigator asks for, e.g. `38.0` (Cloud Director 10.5). Navigator refuses to talk to a
-    /// server that does not offer it.
-    #[serde(default = "default_vcd_api_version")]
+    /// What the credentials Secret key holds: `Password` (of `username`) or a provider `ApiToken`.
+    #[serde(default)]
+    pub credential: CloudDirectorCredential,
+    /// The API version to use, e.g. `38.0` (Cloud Director 10.5). Leave empty to use the highest version
+    /// both the server (not deprecated) and Navigator (37.0 to 39.x) support. Navigator refuses to talk to
+    /// a server that does not offer the version set here.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(regex(pattern = r"^[0-9]{2}\.[0-9]{1,2}$"), length(max = 8))]
-    pub api_version: String,
+    pub api_version: Option<String>,
     /// Name of the provider VDC whose capacity customer organisation VDCs are carved from.
     #[schemars(length(min = 1, max = 128))]
     pub provider_vdc: String,
     /// Name of the provider VDC storage profile that customer storage is allocated from.
     #[schemars(length(min = 1, max = 128))]
     pub storage_profile: String,
-    /// Allocation model of the organisation VDCs Navigator creates.
+    /// Allocation model of the organisation VDCs Navigator creates for service types not listed in
+    /// `allocationModels`.
     #[serde(default)]
     pub allocation_model: AllocationModel,
+    /// The service types this endpoint offers, each with the allocation model of its organisation VDCs,
+    /// e.g. `{compute: Flex, kubernetes: ReservationPool}`. Empty: `compute` only, with `allocationModel`.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    #[schemars(extend("maxProperties" = 32))]
+    #[x_kube(validation = Rule::new("self.all(k, k.matches('^[a-z0-9]([-a-z0-9]*[a-z0-9])?$') && size(k) <= 63)")
+        .message("allocationModels keys must be service type names (lowercase letters, digits and '-')"))]
+    pub allocation_models: BTreeMap<String, AllocationModel>,
+    /// The speed of one vCPU in MHz: a subscription's vCPUs become `vcpu * vcpuSpeedMHz` MHz of CPU
+    /// allocation, and usage divides the allocation by it again. Between 256 and 10000.
+    #[serde(default = "default_vcpu_speed_mhz", rename = "vcpuSpeedMHz")]
+    #[schemars(range(min = 256, max = 10000))]
+    pub vcpu_speed_mhz: i32,
+    /// The Cloud Director role of each Navigator customer role.
+    #[serde(default)]
+    pub roles: CloudDirectorRoles,
     /// Name of the network pool for routed and isolated networks in customer VDCs; leave empty when
     /// customers get no such networks.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -219,8 +297,19 @@ fn default_vcd_org() -> String {
     "System".into()
 }
 
-fn default_vcd_api_version() -> String {
-    "38.0".into()
+fn default_vcpu_speed_mhz() -> i32 {
+    2000
+}
+
+impl CloudDirectorSettings {
+    /// The service types offered and the allocation model of each.
+    pub fn service_types(&self) -> BTreeMap<String, AllocationModel> {
+        if self.allocation_models.is_empty() {
+            BTreeMap::from([("compute".to_owned(), self.allocation_model)])
+        } else {
+            self.allocation_models.clone()
+        }
+    }
 }
 
 /// Where in Request Tracker Navigator files tickets, and the custom fields it fills. The queue and the custom

@@ -14,7 +14,10 @@ use crate::api::CloudEndpoint;
 use crate::api::cloud_endpoint::{CloudEndpointStatus, EndpointDriver, EndpointMetric, EndpointService};
 use crate::api::common::parse_duration;
 use crate::endpoint::http::RequestObserver;
-use crate::endpoint::{Driver, EndpointInfo, HttpDriver, HttpDriverConfig, RequestTrackerConfig, RequestTrackerDriver};
+use crate::endpoint::{
+    CloudDirectorConfig, CloudDirectorDriver, Driver, EndpointInfo, HttpDriver, HttpDriverConfig, RequestTrackerConfig,
+    RequestTrackerDriver,
+};
 use crate::runtime::conditions::Phase;
 use crate::runtime::context::{Context, DriverEntry};
 use crate::runtime::error::Error;
@@ -165,38 +168,43 @@ fn build_driver(
     observer: Option<Arc<dyn RequestObserver>>,
 ) -> Result<Arc<dyn Driver>, Error> {
     let spec = &endpoint.spec;
-    match spec.driver {
-        EndpointDriver::Simulator | EndpointDriver::Http => {
-            let mut config = HttpDriverConfig::new(spec.url.clone(), token);
-            config.ca_bundle_pem = spec.ca_bundle.as_ref().map(|pem| pem.as_bytes().to_vec());
-            config.rate_limit_per_second = u32::try_from(spec.rate_limit.requests_per_second).unwrap_or(1).max(1);
-            config.max_concurrent = usize::try_from(spec.max_concurrent_operations).unwrap_or(1).max(1);
-            config.timeout = parse_duration(&spec.request_timeout).unwrap_or(Duration::from_secs(30));
-            config.observer = observer;
-            Ok(Arc::new(HttpDriver::new(config)?))
+    let mut config = HttpDriverConfig::new(spec.url.clone(), token);
+    config.ca_bundle_pem = spec.ca_bundle.as_ref().map(|pem| pem.as_bytes().to_vec());
+    config.rate_limit_per_second = u32::try_from(spec.rate_limit.requests_per_second).unwrap_or(1).max(1);
+    config.max_concurrent = usize::try_from(spec.max_concurrent_operations).unwrap_or(1).max(1);
+    config.timeout = parse_duration(&spec.request_timeout).unwrap_or(Duration::from_secs(30));
+    config.observer = observer;
+    match (spec.driver, &spec.cloud_director) {
+        (EndpointDriver::Simulator | EndpointDriver::Http, _) => Ok(Arc::new(HttpDriver::new(config)?)),
+        (EndpointDriver::CloudDirector, Some(settings)) => {
+            Ok(Arc::new(CloudDirectorDriver::new(CloudDirectorConfig {
+                http: config,
+                settings: settings.clone(),
+            })?))
         }
-        EndpointDriver::RequestTracker => {
+        (EndpointDriver::RequestTracker, _) => {
             let settings = spec.request_tracker.as_ref().ok_or_else(|| {
                 Error::stalled(
                     "SettingsMissing",
                     "driver RequestTracker needs spec.requestTracker (at least its queue)",
                 )
             })?;
-            let mut config = RequestTrackerConfig::new(spec.url.clone(), token, settings.queue.clone());
-            config.username = settings.username.clone();
-            config.idempotency_key_field = settings.idempotency_key_field.clone();
-            config.severity_field = settings.severity_field.clone();
-            config.customer_field = settings.customer_field.clone();
-            config.ca_bundle_pem = spec.ca_bundle.as_ref().map(|pem| pem.as_bytes().to_vec());
-            config.rate_limit_per_second = u32::try_from(spec.rate_limit.requests_per_second).unwrap_or(1).max(1);
-            config.max_concurrent = usize::try_from(spec.max_concurrent_operations).unwrap_or(1).max(1);
-            config.timeout = parse_duration(&spec.request_timeout).unwrap_or(Duration::from_secs(30));
-            config.observer = observer;
-            Ok(Arc::new(RequestTrackerDriver::new(config)?))
+            let mut rt = RequestTrackerConfig::new(config.url, config.token, settings.queue.clone());
+            rt.username = settings.username.clone();
+            rt.idempotency_key_field = settings.idempotency_key_field.clone();
+            rt.severity_field = settings.severity_field.clone();
+            rt.customer_field = settings.customer_field.clone();
+            rt.ca_bundle_pem = config.ca_bundle_pem;
+            rt.rate_limit_per_second = config.rate_limit_per_second;
+            rt.max_concurrent = config.max_concurrent;
+            rt.timeout = config.timeout;
+            rt.observer = config.observer;
+            Ok(Arc::new(RequestTrackerDriver::new(rt)?))
         }
-        EndpointDriver::CloudDirector => Err(Error::stalled(
-            "DriverNotAvailable",
-            "the CloudDirector driver is not built yet in this version of Navigator; use driver Http or Simulator",
+        // The schema requires the settings with this driver; an object that slipped past it says so.
+        (EndpointDriver::CloudDirector, None) => Err(Error::stalled(
+            "SettingsMissing",
+            "driver CloudDirector needs spec.cloudDirector (user, provider VDC, storage profile)",
         )),
     }
 }

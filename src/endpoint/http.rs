@@ -198,18 +198,7 @@ struct Call<'a> {
 
 impl HttpDriver {
     pub fn new(config: HttpDriverConfig) -> DriverResult<Self> {
-        let invalid = |message: String| DriverError::Invalid { message };
-        let base = base_url(&config.url)?;
-        if config.rate_limit_per_second == 0 {
-            return Err(invalid("rate limit must be at least 1 request per second".into()));
-        }
-        if config.max_concurrent == 0 {
-            return Err(invalid("max concurrent requests must be at least 1".into()));
-        }
-        if config.timeout.is_zero() {
-            return Err(invalid("request timeout must be more than zero".into()));
-        }
-        let client = http_client(config.ca_bundle_pem.as_deref(), config.timeout, config.max_concurrent)?;
+        let (base, client) = connect(&config)?;
         Ok(HttpDriver {
             base,
             token: config.token,
@@ -538,6 +527,24 @@ impl HttpDriver {
     }
 }
 
+/// The endpoint's base URL (no trailing slash, query or credentials) and an HTTP client that trusts its CA
+/// bundle, after checking the configuration; shared by every driver that speaks HTTP.
+pub(super) fn connect(config: &HttpDriverConfig) -> DriverResult<(Url, reqwest::Client)> {
+    let invalid = |message: String| DriverError::Invalid { message };
+    let base = base_url(&config.url)?;
+    if config.rate_limit_per_second == 0 {
+        return Err(invalid("rate limit must be at least 1 request per second".into()));
+    }
+    if config.max_concurrent == 0 {
+        return Err(invalid("max concurrent requests must be at least 1".into()));
+    }
+    if config.timeout.is_zero() {
+        return Err(invalid("request timeout must be more than zero".into()));
+    }
+    let client = http_client(config.ca_bundle_pem.as_deref(), config.timeout, config.max_concurrent)?;
+    Ok((base, client))
+}
+
 /// A 2xx answer.
 struct Answer {
     status: StatusCode,
@@ -612,7 +619,7 @@ pub(super) fn http_client(
 }
 
 /// Exponential backoff with jitter: about 100 ms, 200 ms, 400 ms, ... capped at 2 s.
-fn backoff(attempt: u32) -> Duration {
+pub(super) fn backoff(attempt: u32) -> Duration {
     let base = 100u64.saturating_mul(1 << attempt.saturating_sub(1).min(5)).min(2_000);
     let jitter = rand::rng().random_range(0..=base / 2);
     Duration::from_millis(base / 2 + jitter)

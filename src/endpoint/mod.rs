@@ -11,6 +11,7 @@
 //! endpoint's own id in `external_id`, and classifies that endpoint's quirks (403 for "not found", errors
 //! answered as 200 with a message) into [`DriverError`].
 
+pub mod cloud_director;
 pub mod http;
 pub mod limits;
 pub mod request_tracker;
@@ -24,6 +25,7 @@ use jiff::Timestamp;
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 
+pub use cloud_director::{CloudDirectorConfig, CloudDirectorDriver};
 pub use http::{HttpDriver, HttpDriverConfig};
 pub use request_tracker::{RequestTrackerConfig, RequestTrackerDriver};
 

@@ -22,4 +22,6 @@ mod request_tracker;
 mod retry_after;
 mod support_requests;
 mod tenants;
+
+mod cloud_director;
 mod vcd_conformance;

@@ -396,6 +396,28 @@ impl World {
 
     /// [`World::new`] on the control plane `client` talks to (a test's own, not the shared one).
     pub async fn new_on(client: kube::Client, prefix: &str, simulator: &Simulator, rate_limit: u32) -> Self {
+        let endpoint = |world: &World| {
+            json!({
+                "driver": "Simulator",
+                "url": simulator.url,
+                "credentialsSecretRef": {"name": world.endpoint, "namespace": "default", "key": "token"},
+                "rateLimit": {"requestsPerSecond": rate_limit, "burst": 1},
+                "maxConcurrentOperations": 16,
+                "pollInterval": "5s",
+                "requestTimeout": "3s"
+            })
+        };
+        Self::with_endpoint(client, prefix, TOKEN, endpoint).await
+    }
+
+    /// A world whose CloudEndpoint has the spec `endpoint` gives (from the world, for its names): its
+    /// credential is `credential` under key `token` of the Secret `default/<endpoint name>`.
+    pub async fn with_endpoint(
+        client: kube::Client,
+        prefix: &str,
+        credential: &str,
+        endpoint: impl FnOnce(&World) -> serde_json::Value,
+    ) -> Self {
         crate::api::install_crds(&client).await;
         let run = format!("{prefix}-{}", &uuid::Uuid::new_v4().simple().to_string()[..6]);
         let world = World {
@@ -404,23 +426,10 @@ impl World {
             endpoint: format!("sim-{run}"),
             run,
         };
-        world.apply_secret().await;
+        world.apply_secret(credential).await;
+        let spec = endpoint(&world);
         world
-            .apply::<CloudEndpoint>(
-                None,
-                json!({
-                    "metadata": {"name": world.endpoint},
-                    "spec": {
-                        "driver": "Simulator",
-                        "url": simulator.url,
-                        "credentialsSecretRef": {"name": world.endpoint, "namespace": "default", "key": "token"},
-                        "rateLimit": {"requestsPerSecond": rate_limit, "burst": 1},
-                        "maxConcurrentOperations": 16,
-                        "pollInterval": "5s",
-                        "requestTimeout": "3s"
-                    }
-                }),
-            )
+            .apply::<CloudEndpoint>(None, json!({"metadata": {"name": world.endpoint}, "spec": spec}))
             .await;
         world
             .apply::<ProviderOrg>(None, json!({
@@ -480,10 +489,10 @@ impl World {
         name
     }
 
-    async fn apply_secret(&self) {
+    async fn apply_secret(&self, credential: &str) {
         let secret: Secret = serde_json::from_value(json!({
             "metadata": {"name": self.endpoint, "namespace": "default", "labels": {RUN_LABEL: self.run}},
-            "stringData": {"token": TOKEN}
+            "stringData": {"token": credential}
         }))
         .unwrap();
         Api::<Secret>::namespaced(self.client.clone(), "default")
