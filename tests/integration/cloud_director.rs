@@ -114,16 +114,15 @@ async fn customers_and_subscriptions_become_orgs_and_vdcs_that_resize_suspend_an
         "{status:?}"
     );
 
-    // Resize: more vCPUs. (Storage resize goes through PUT /api/admin/vdcStorageProfile/{id}, which the
-    // emulator does not serve yet.)
+    // Resize: more vCPUs (the VDC's compute capacity) and more storage (its storage profile's limit).
     world
         .apply::<CloudServiceSubscription>(Some(&world.namespace), json!({
             "metadata": {"name": "gone-web"},
-            "spec": {"customerOrgRef": {"name": "gone"}, "serviceType": "compute", "resources": {"vcpu": 4, "memoryGiB": 2, "storageGiB": 20}}
+            "spec": {"customerOrgRef": {"name": "gone"}, "serviceType": "compute", "resources": {"vcpu": 4, "memoryGiB": 2, "storageGiB": 40}}
         }))
         .await;
     eventually(WAIT, "the VDC to be resized", || async {
-        (vdc_size(&vcd, &world.tenant("gone"), "gone-web").await == Some((8000, 2048, 20480))).then_some(())
+        (vdc_size(&vcd, &world.tenant("gone"), "gone-web").await == Some((8000, 2048, 40960))).then_some(())
     })
     .await;
     world.all_ready(&world.subscriptions(), WAIT).await;

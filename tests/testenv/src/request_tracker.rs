@@ -127,10 +127,10 @@ impl RequestTracker {
     /// Stops the server (SIGTERM, then SIGKILL after 10 s); the database stays for [`Self::resume`].
     pub fn pause(&self) {
         if let Some(mut child) = self.server.lock().unwrap().take() {
+            // `--`: without it kill(1) reads the negative process group id as an option and signals nothing.
             // SIGTERM: RT's SIGINT handler, run as root, changes ownership of the system's RT folder.
             let _ = Command::new("kill")
-                .arg("-TERM")
-                .arg(format!("-{}", child.id()))
+                .args(["-s", "TERM", "--", &format!("-{}", child.id())])
                 .status();
             let deadline = Instant::now() + Duration::from_secs(10);
             while Instant::now() < deadline && matches!(child.try_wait(), Ok(None)) {
@@ -139,8 +139,7 @@ impl RequestTracker {
             // Starlet's workers share the listening socket: any one left behind keeps answering, so the
             // whole process group goes, not only the master.
             let _ = Command::new("kill")
-                .arg("-KILL")
-                .arg(format!("-{}", child.id()))
+                .args(["-s", "KILL", "--", &format!("-{}", child.id())])
                 .status();
             let _ = child.wait();
         }
