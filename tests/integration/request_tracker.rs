@@ -8,7 +8,7 @@
 
 use std::time::{Duration, Instant};
 
-use k8s_openapi::api::core::v1::{Event, Secret};
+use k8s_openapi::api::core::v1::Secret;
 use kube::ResourceExt;
 use kube::api::{Api, ListParams, PostParams};
 use navigator::api::support_request::CommentSource;
@@ -179,15 +179,6 @@ fn key_query(key: &str) -> String {
     format!("'CF.{{{KEY_FIELD}}}' = '{key}'")
 }
 
-async fn events_for(world: &World, name: &str) -> Vec<Event> {
-    let params = ListParams::default().fields(&format!("involvedObject.name={name}"));
-    Api::<Event>::namespaced(world.client.clone(), &world.namespace)
-        .list(&params)
-        .await
-        .map(|l| l.items)
-        .unwrap_or_default()
-}
-
 #[tokio::test]
 async fn a_support_request_lives_its_whole_life_in_request_tracker() {
     let rt = RequestTracker::shared();
@@ -269,7 +260,7 @@ async fn a_support_request_lives_its_whole_life_in_request_tracker() {
     })
     .await;
     eventually(WAIT, "an Event carrying the vendor's reply", || async {
-        let events = events_for(&world, "vm-boot").await;
+        let events = world.events_for("vm-boot").await;
         events
             .iter()
             .any(|e| {

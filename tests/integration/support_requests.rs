@@ -5,9 +5,8 @@
 
 use std::time::Duration;
 
-use k8s_openapi::api::core::v1::Event;
 use kube::ResourceExt;
-use kube::api::{Api, ListParams, Patch, PatchParams};
+use kube::api::{Api, Patch, PatchParams};
 use navigator::api::{ProviderOrg, SupportRequest};
 use navigator::endpoint::{Secret, Ticket, TicketState};
 use navigator::simulator::control::SimControl;
@@ -37,15 +36,6 @@ fn request(customer: &str, comments: serde_json::Value, state: &str) -> serde_js
 async fn tickets_of(simulator: &Simulator, tenant: &str) -> Vec<Ticket> {
     let page: serde_json::Value = simulator.get_json(&format!("/v1/tickets?org={tenant}")).await;
     serde_json::from_value(page["items"].clone()).unwrap()
-}
-
-async fn events_for(world: &World, name: &str) -> Vec<Event> {
-    let params = ListParams::default().fields(&format!("involvedObject.name={name}"));
-    Api::<Event>::namespaced(world.client.clone(), &world.namespace)
-        .list(&params)
-        .await
-        .map(|l| l.items)
-        .unwrap_or_default()
 }
 
 #[tokio::test]
@@ -114,7 +104,7 @@ async fn a_support_request_is_filed_once_converses_with_the_vendor_across_a_cras
     })
     .await;
     eventually(WAIT, "Events for the reply and the state change", || async {
-        let events = events_for(&world, "vm-boot").await;
+        let events = world.events_for("vm-boot").await;
         let reasons: Vec<&str> = events.iter().filter_map(|e| e.reason.as_deref()).collect();
         (reasons.contains(&"VendorReplied") && reasons.contains(&"VendorStateChanged")).then_some(())
     })
@@ -186,7 +176,7 @@ async fn a_support_request_is_filed_once_converses_with_the_vendor_across_a_cras
         .await
         .unwrap();
     eventually(WAIT, "the second reply's Event and the Resolved state", || async {
-        let events = events_for(&world, "vm-boot").await;
+        let events = world.events_for("vm-boot").await;
         let notes: Vec<&str> = events
             .iter()
             .filter(|e| e.reason.as_deref() == Some("VendorReplied"))
@@ -241,7 +231,7 @@ async fn a_request_for_a_customer_that_does_not_exist_stalls_then_proceeds_when_
         "nothing filed"
     );
     eventually(WAIT, "a Warning event naming the reason", || async {
-        let events = events_for(&world, "vm-boot").await;
+        let events = world.events_for("vm-boot").await;
         events
             .iter()
             .any(|e| e.type_.as_deref() == Some("Warning") && e.reason.as_deref() == Some("CustomerOrgNotFound"))

@@ -580,6 +580,16 @@ impl World {
         .await
     }
 
+    /// The Events about the object `name` in the provider namespace (none when the list fails).
+    pub async fn events_for(&self, name: &str) -> Vec<k8s_openapi::api::core::v1::Event> {
+        let params = kube::api::ListParams::default().fields(&format!("involvedObject.name={name}"));
+        Api::<k8s_openapi::api::core::v1::Event>::namespaced(self.client.clone(), &self.namespace)
+            .list(&params)
+            .await
+            .map(|l| l.items)
+            .unwrap_or_default()
+    }
+
     /// An open Major SupportRequest about `customer`.
     pub async fn support_request(&self, name: &str, customer: &str) -> SupportRequest {
         self.apply(
