@@ -6,7 +6,7 @@ use reqwest::Method;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use super::server::{FailNextTask, Inventory, VcdFaultConfig, VcdFaultPatch, VcdStats};
+use super::server::{Clock, FailNextTask, Inventory, VcdFaultConfig, VcdFaultPatch, VcdStats};
 use super::state::Operation;
 use crate::simulator::stats::RequestLog;
 
@@ -96,6 +96,26 @@ impl VcdControl {
     /// Every session token answers 401 from now on.
     pub async fn expire_sessions(&self) -> anyhow::Result<()> {
         self.call::<()>(Method::POST, "/sim/expire-sessions", None::<&()>)
+            .await
+            .map(drop)
+    }
+
+    /// The emulator's time, and whether it was set.
+    pub async fn clock(&self) -> anyhow::Result<Clock> {
+        self.get("/sim/clock").await
+    }
+
+    /// Sets the emulator's clock to `time`, where it stands still until set again (see `/sim/clock`).
+    pub async fn set_clock(&self, time: jiff::Timestamp) -> anyhow::Result<()> {
+        let clock = Clock { time, set: true };
+        self.call::<Clock>(Method::PUT, "/sim/clock", Some(&clock))
+            .await
+            .map(drop)
+    }
+
+    /// The emulator's clock follows the real time again.
+    pub async fn release_clock(&self) -> anyhow::Result<()> {
+        self.call::<()>(Method::DELETE, "/sim/clock", None::<&()>)
             .await
             .map(drop)
     }

@@ -28,7 +28,7 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 pub use control::VcdControl;
-pub use server::{FailNextTask, Inventory, VcdFaultConfig, VcdFaultPatch, VcdStats};
+pub use server::{Clock, FailNextTask, Inventory, VcdFaultConfig, VcdFaultPatch, VcdStats};
 pub use state::Operation;
 
 /// The provider administrator's password unless told otherwise.

@@ -6,7 +6,8 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use axum::extract::{Extension, MatchedPath, Path, Query, Request, State as AxumState};
+use axum::extract::{FromRequestParts, MatchedPath, Path, Query, Request, State as AxumState};
+use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
@@ -122,6 +123,8 @@ pub struct Shared {
     faults: Mutex<VcdFaults>,
     stats: Stats,
     counters: Mutex<Counters>,
+    /// The time `/sim/clock` set, standing still until set again; `None`: the real time.
+    clock: Mutex<Option<Timestamp>>,
     pub settings: Settings,
     pub dirty: Notify,
     shutdown: watch::Receiver<bool>,
@@ -139,16 +142,23 @@ impl Shared {
             faults: Mutex::new(VcdFaults::new(faults)),
             stats: Stats::default(),
             counters: Mutex::default(),
+            clock: Mutex::default(),
             settings,
             dirty: Notify::new(),
             shutdown,
         }
     }
 
+    /// The emulator's time: the one `/sim/clock` set, else the real time.
+    pub fn now(&self) -> Timestamp {
+        lock(&self.clock).unwrap_or_else(Timestamp::now)
+    }
+
     /// The state with every task that has ended by now applied.
     pub fn state(&self) -> MutexGuard<'_, State> {
+        let now = self.now();
         let mut state = lock(&self.state);
-        if state.settle(Timestamp::now()) {
+        if state.settle(now) {
             self.dirty.notify_one();
         }
         state
@@ -177,25 +187,6 @@ impl Shared {
             _ = tokio::time::sleep(duration) => {}
             _ = shutdown.wait_for(|stop| *stop) => {}
         }
-    }
-
-    /// Runs a create after the create time, to its end even when the client has gone away meanwhile.
-    async fn create_detached(self: &Arc<Self>, create: impl FnOnce(&Shared) -> Answer + Send + 'static) -> Answer {
-        let app = self.clone();
-        tokio::spawn(async move {
-            if !app.settings.create_time.is_zero() {
-                app.pause(app.settings.create_time).await;
-            }
-            create(&app)
-        })
-        .await
-        .unwrap_or_else(|error| {
-            Err(ApiError::xml(Refusal::new(
-                500,
-                "INTERNAL_SERVER_ERROR",
-                error.to_string(),
-            )))
-        })
     }
 
     fn new_session(&self, from_api_token: bool) -> (String, Session) {
@@ -492,6 +483,110 @@ struct ApiVersionInUse(String);
 #[derive(Clone, Debug)]
 struct SessionToken(String);
 
+/// What an API handler needs of its request, in one extractor: the emulator, the address the client used
+/// (for hrefs), the API version its `Accept` named, its session and its tenant context. The gate has
+/// checked version and session already; public paths (`/api/versions`, logins) have neither.
+#[derive(Clone)]
+struct Call {
+    app: App,
+    hrefs: Hrefs,
+    version: Option<String>,
+    session: Option<(SessionToken, Session)>,
+    /// The organisation id of `X-VMWARE-VCLOUD-TENANT-CONTEXT`, without its URN prefix.
+    tenant: Option<String>,
+}
+
+impl FromRequestParts<App> for Call {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, app: &App) -> Result<Self, Self::Rejection> {
+        let extensions = &parts.extensions;
+        let session = extensions
+            .get::<SessionToken>()
+            .cloned()
+            .zip(extensions.get::<Session>().cloned());
+        Ok(Call {
+            app: app.clone(),
+            hrefs: hrefs(&parts.headers),
+            version: extensions.get::<ApiVersionInUse>().map(|v| v.0.clone()),
+            session,
+            tenant: parts
+                .headers
+                .get("x-vmware-vcloud-tenant-context")
+                .and_then(|h| h.to_str().ok())
+                .map(|id| bare_id(id).to_owned()),
+        })
+    }
+}
+
+impl Call {
+    /// `media_type` with the request's API version.
+    fn versioned(&self, media_type: &str) -> String {
+        match &self.version {
+            Some(version) => format!("{media_type};version={version}"),
+            None => media_type.to_owned(),
+        }
+    }
+
+    /// A legacy API document of `media_type` at the request's version.
+    fn xml(&self, status: StatusCode, media_type: &str, body: String) -> Response {
+        xml_response(status, &self.versioned(media_type), body)
+    }
+
+    /// The request's session; the gate lets no request without one reach a handler that asks.
+    fn session(&self) -> Result<&(SessionToken, Session), ApiError> {
+        self.session
+            .as_ref()
+            .ok_or_else(|| ApiError::for_path("/cloudapi", Refusal::new(401, "UNAUTHORIZED", "No session.")))
+    }
+
+    /// User management needs a password session, as on VCD.
+    fn refuse_api_token_session(&self) -> Result<(), ApiError> {
+        if self.session()?.1.from_api_token {
+            return Err(ApiError::xml(Refusal::new(
+                403,
+                "ACCESS_TO_RESOURCE_IS_FORBIDDEN",
+                "API token sessions cannot perform user management: log in with a user name and password.",
+            )));
+        }
+        Ok(())
+    }
+
+    /// A task document answered with 202 and its `Location`.
+    fn task_response(&self, task: &str) -> Answer {
+        let state = self.app.state();
+        let task = &state.tasks[task];
+        let mut response = self.xml(
+            StatusCode::ACCEPTED,
+            xml::TASK_TYPE,
+            xml::task(&self.hrefs, task, self.app.now()),
+        );
+        if let Ok(location) = HeaderValue::from_str(&self.hrefs.task(&task.id)) {
+            response.headers_mut().insert(header::LOCATION, location);
+        }
+        Ok(response)
+    }
+
+    /// Runs a create after the create time, to its end even when the client has gone away meanwhile.
+    async fn create_detached(self, create: impl FnOnce(&Call) -> Answer + Send + 'static) -> Answer {
+        tokio::spawn(async move {
+            let create_time = self.app.settings.create_time;
+            if !create_time.is_zero() {
+                self.app.pause(create_time).await;
+            }
+            create(&self)
+        })
+        .await
+        .unwrap_or_else(|error| {
+            Err(ApiError::xml(Refusal::new(
+                500,
+                "INTERNAL_SERVER_ERROR",
+                error.to_string(),
+            )))
+        })
+    }
+}
+
 /// The emulator's own controls: Basic auth with the administrator's user name and password.
 async fn control_gate(AxumState(app): AxumState<App>, request: Request, next: Next) -> Response {
     let authorized = basic_credentials(request.headers())
@@ -567,6 +662,7 @@ pub fn router(app: App) -> Router {
         .route("/sim/fail-next-task", post(sim_fail_next_task))
         .route("/sim/expire-sessions", post(sim_expire_sessions))
         .route("/sim/inventory", get(sim_inventory))
+        .route("/sim/clock", get(sim_clock).put(sim_set_clock).delete(sim_release_clock))
         .route_layer(middleware::from_fn_with_state(app.clone(), control_gate));
     api.merge(control).fallback(not_served).with_state(app)
 }
@@ -584,11 +680,11 @@ async fn not_served(request: Request) -> Response {
 
 // ---- Versions and sessions ----
 
-async fn versions(AxumState(app): AxumState<App>, headers: HeaderMap) -> Response {
+async fn versions(call: Call) -> Response {
     xml_response(
         StatusCode::OK,
         "application/xml;charset=UTF-8",
-        xml::versions(&hrefs(&headers), &app.settings.versions),
+        xml::versions(&call.hrefs, &call.app.settings.versions),
     )
 }
 
@@ -607,10 +703,10 @@ fn session_json(app: &Shared, hrefs: &Hrefs, session: &Session) -> serde_json::V
     })
 }
 
-async fn login_provider(AxumState(app): AxumState<App>, headers: HeaderMap) -> Answer {
-    let expected = format!("{}@{SYSTEM_ORG}", app.settings.user);
+async fn login_provider(call: Call, headers: HeaderMap) -> Answer {
+    let expected = format!("{}@{SYSTEM_ORG}", call.app.settings.user);
     let valid = basic_credentials(&headers)
-        .is_some_and(|(user, password)| user.eq_ignore_ascii_case(&expected) && password == app.settings.password);
+        .is_some_and(|(user, password)| user.eq_ignore_ascii_case(&expected) && password == call.app.settings.password);
     if !valid {
         return Err(ApiError::json(Refusal::new(
             401,
@@ -618,8 +714,8 @@ async fn login_provider(AxumState(app): AxumState<App>, headers: HeaderMap) -> A
             "Invalid credentials: log in as user@System with the provider administrator's password.",
         )));
     }
-    let (token, session) = app.new_session(false);
-    let body = session_json(&app, &hrefs(&headers), &session);
+    let (token, session) = call.app.new_session(false);
+    let body = session_json(&call.app, &call.hrefs, &session);
     let mut response = Json(body).into_response();
     let headers = response.headers_mut();
     headers.insert(
@@ -638,17 +734,15 @@ async fn login_tenant() -> Answer {
     )))
 }
 
-async fn current_session(
-    AxumState(app): AxumState<App>,
-    headers: HeaderMap,
-    Extension(session): Extension<Session>,
-) -> Response {
-    Json(session_json(&app, &hrefs(&headers), &session)).into_response()
+async fn current_session(call: Call) -> Answer {
+    let (_, session) = call.session()?;
+    Ok(Json(session_json(&call.app, &call.hrefs, session)).into_response())
 }
 
-async fn logout(AxumState(app): AxumState<App>, Extension(token): Extension<SessionToken>) -> Response {
-    lock(&app.sessions).remove(&token.0);
-    StatusCode::NO_CONTENT.into_response()
+async fn logout(call: Call) -> Answer {
+    let (token, _) = call.session()?;
+    lock(&call.app.sessions).remove(&token.0);
+    Ok(StatusCode::NO_CONTENT.into_response())
 }
 
 #[derive(Deserialize)]
@@ -657,11 +751,11 @@ struct TokenForm {
     refresh_token: Option<String>,
 }
 
-async fn api_token_login(AxumState(app): AxumState<App>, body: String) -> Answer {
+async fn api_token_login(call: Call, body: String) -> Answer {
     let form: TokenForm = serde_urlencoded_form(&body);
     let valid = form.grant_type.as_deref() == Some("refresh_token")
-        && app.settings.api_token.is_some()
-        && form.refresh_token == app.settings.api_token;
+        && call.app.settings.api_token.is_some()
+        && form.refresh_token == call.app.settings.api_token;
     if !valid {
         return Err(ApiError::json(Refusal::new(
             400,
@@ -669,11 +763,11 @@ async fn api_token_login(AxumState(app): AxumState<App>, body: String) -> Answer
             "invalid_grant: the refresh_token is not a valid API token.",
         )));
     }
-    let (token, _) = app.new_session(true);
+    let (token, _) = call.app.new_session(true);
     Ok(Json(json!({
         "access_token": token,
         "token_type": "Bearer",
-        "expires_in": app.settings.session_ttl.as_secs(),
+        "expires_in": call.app.settings.session_ttl.as_secs(),
         "refresh_token": form.refresh_token,
     }))
     .into_response())
@@ -768,15 +862,11 @@ fn filter_and_page(
     .map_err(Refusal::bad_request)
 }
 
-async fn cloudapi_orgs(
-    AxumState(app): AxumState<App>,
-    headers: HeaderMap,
-    Query(params): Query<HashMap<String, String>>,
-) -> Answer {
-    let records: Vec<serde_json::Value> = app.state().orgs.values().map(org_json).collect();
+async fn cloudapi_orgs(call: Call, Query(params): Query<HashMap<String, String>>) -> Answer {
+    let records: Vec<serde_json::Value> = call.app.state().orgs.values().map(org_json).collect();
     let page = filter_and_page(records, &params).map_err(ApiError::json)?;
     Ok(cloudapi_page(
-        &hrefs(&headers),
+        &call.hrefs,
         "/cloudapi/1.0.0/orgs/",
         &params,
         page,
@@ -807,25 +897,17 @@ fn bare_id(id: &str) -> &str {
     id.rsplit(':').next().unwrap_or(id)
 }
 
-async fn cloudapi_org(AxumState(app): AxumState<App>, Path(urn): Path<String>) -> Answer {
-    let state = app.state();
+async fn cloudapi_org(call: Call, Path(urn): Path<String>) -> Answer {
+    let state = call.app.state();
     let org = state.org(bare_id(&urn)).map_err(ApiError::json)?;
     Ok(Json(org_json(org)).into_response())
 }
 
-async fn cloudapi_roles(
-    AxumState(app): AxumState<App>,
-    headers: HeaderMap,
-    Query(params): Query<HashMap<String, String>>,
-) -> Answer {
-    let tenant = headers
-        .get("x-vmware-vcloud-tenant-context")
-        .and_then(|h| h.to_str().ok())
-        .map(|id| bare_id(id).to_owned());
-    let roles: Vec<(String, String)> = match tenant {
+async fn cloudapi_roles(call: Call, Query(params): Query<HashMap<String, String>>) -> Answer {
+    let roles: Vec<(String, String)> = match &call.tenant {
         Some(org) => {
-            let state = app.state();
-            let org = state.org(&org).map_err(ApiError::json)?;
+            let state = call.app.state();
+            let org = state.org(org).map_err(ApiError::json)?;
             org.roles.iter().map(|r| (r.id.clone(), r.name.clone())).collect()
         }
         None => vec![(
@@ -841,7 +923,7 @@ async fn cloudapi_roles(
         .collect();
     let page = filter_and_page(records, &params).map_err(ApiError::json)?;
     Ok(cloudapi_page(
-        &hrefs(&headers),
+        &call.hrefs,
         "/cloudapi/1.0.0/roles/",
         &params,
         page,
@@ -849,13 +931,9 @@ async fn cloudapi_roles(
     ))
 }
 
-async fn audit_trail(
-    AxumState(app): AxumState<App>,
-    headers: HeaderMap,
-    Query(params): Query<HashMap<String, String>>,
-) -> Answer {
+async fn audit_trail(call: Call, Query(params): Query<HashMap<String, String>>) -> Answer {
     let records = {
-        let state = app.state();
+        let state = call.app.state();
         let mut events: Vec<&super::state::AuditEvent> = state.audit.iter().collect();
         events.sort_by_key(|e| e.timestamp);
         events
@@ -875,7 +953,7 @@ async fn audit_trail(
     };
     let page = filter_and_page(records, &params).map_err(ApiError::json)?;
     Ok(cloudapi_page(
-        &hrefs(&headers),
+        &call.hrefs,
         "/cloudapi/1.0.0/auditTrail/",
         &params,
         page,
@@ -885,92 +963,45 @@ async fn audit_trail(
 
 // ---- Legacy XML: organisations ----
 
-fn versioned(media_type: &str, version: &ApiVersionInUse) -> String {
-    format!("{media_type};version={}", version.0)
+async fn org_list(call: Call) -> Response {
+    let body = xml::org_list(&call.hrefs, &call.app.state());
+    call.xml(StatusCode::OK, "application/vnd.vmware.vcloud.orgList+xml", body)
 }
 
-async fn org_list(
-    AxumState(app): AxumState<App>,
-    headers: HeaderMap,
-    Extension(v): Extension<ApiVersionInUse>,
-) -> Response {
-    let body = xml::org_list(&hrefs(&headers), &app.state());
-    xml_response(
-        StatusCode::OK,
-        &versioned("application/vnd.vmware.vcloud.orgList+xml", &v),
-        body,
-    )
-}
-
-async fn create_org(
-    AxumState(app): AxumState<App>,
-    headers: HeaderMap,
-    Extension(v): Extension<ApiVersionInUse>,
-    body: String,
-) -> Answer {
+async fn create_org(call: Call, body: String) -> Answer {
     let input: xml::AdminOrgIn = xml::parse(&body, "AdminOrg").map_err(|m| ApiError::xml(Refusal::bad_request(m)))?;
-    let hrefs = hrefs(&headers);
-    app.create_detached(move |app| {
-        let now = Timestamp::now();
-        let mut state = app.state();
+    call.create_detached(move |call| {
+        let now = call.app.now();
+        let mut state = call.app.state();
         let name = input.name.clone();
         let (id, task) = state
-            .create_org(input.fields(), now, app.run_time())
+            .create_org(input.fields(), now, call.app.run_time())
             .map_err(ApiError::xml)?;
-        app.created("orgs", name);
-        app.changed();
+        call.app.created("orgs", name);
+        call.app.changed();
         let task = state.tasks[&task].clone();
-        let body = xml::admin_org(&hrefs, &state, &state.orgs[&id], now, Some(&task));
-        Ok(xml_response(
-            StatusCode::CREATED,
-            &versioned(xml::ADMIN_ORG_TYPE, &v),
-            body,
-        ))
+        let body = xml::admin_org(&call.hrefs, &state, &state.orgs[&id], now, Some(&task));
+        Ok(call.xml(StatusCode::CREATED, xml::ADMIN_ORG_TYPE, body))
     })
     .await
 }
 
-async fn get_org(
-    AxumState(app): AxumState<App>,
-    headers: HeaderMap,
-    Extension(v): Extension<ApiVersionInUse>,
-    Path(id): Path<String>,
-) -> Answer {
-    let state = app.state();
+async fn get_org(call: Call, Path(id): Path<String>) -> Answer {
+    let state = call.app.state();
     let org = state.org(&id).map_err(ApiError::xml)?;
-    let body = xml::admin_org(&hrefs(&headers), &state, org, Timestamp::now(), None);
-    Ok(xml_response(StatusCode::OK, &versioned(xml::ADMIN_ORG_TYPE, &v), body))
+    let body = xml::admin_org(&call.hrefs, &state, org, call.app.now(), None);
+    Ok(call.xml(StatusCode::OK, xml::ADMIN_ORG_TYPE, body))
 }
 
-/// A task document answered with 202 and its `Location`.
-fn task_response(app: &Shared, hrefs: &Hrefs, task: &str, v: &ApiVersionInUse) -> Answer {
-    let state = app.state();
-    let task = &state.tasks[task];
-    let mut response = xml_response(
-        StatusCode::ACCEPTED,
-        &versioned(xml::TASK_TYPE, v),
-        xml::task(hrefs, task, Timestamp::now()),
-    );
-    if let Ok(location) = HeaderValue::from_str(&hrefs.task(&task.id)) {
-        response.headers_mut().insert(header::LOCATION, location);
-    }
-    Ok(response)
-}
-
-async fn update_org(
-    AxumState(app): AxumState<App>,
-    headers: HeaderMap,
-    Extension(v): Extension<ApiVersionInUse>,
-    Path(id): Path<String>,
-    body: String,
-) -> Answer {
+async fn update_org(call: Call, Path(id): Path<String>, body: String) -> Answer {
     let input: xml::AdminOrgIn = xml::parse(&body, "AdminOrg").map_err(|m| ApiError::xml(Refusal::bad_request(m)))?;
-    let task = app
+    let task = call
+        .app
         .state()
-        .update_org(&id, input.fields(), Timestamp::now(), app.run_time())
+        .update_org(&id, input.fields(), call.app.now(), call.app.run_time())
         .map_err(ApiError::xml)?;
-    app.changed();
-    task_response(&app, &hrefs(&headers), &task, &v)
+    call.app.changed();
+    call.task_response(&task)
 }
 
 #[derive(Deserialize)]
@@ -990,30 +1021,25 @@ impl DeleteParams {
     }
 }
 
-async fn delete_org(
-    AxumState(app): AxumState<App>,
-    headers: HeaderMap,
-    Extension(v): Extension<ApiVersionInUse>,
-    Path(id): Path<String>,
-    Query(params): Query<DeleteParams>,
-) -> Answer {
-    let task = app
+async fn delete_org(call: Call, Path(id): Path<String>, Query(params): Query<DeleteParams>) -> Answer {
+    let task = call
+        .app
         .state()
         .delete_org(
             &id,
             params.force(),
             params.recursive(),
-            Timestamp::now(),
-            app.run_time(),
+            call.app.now(),
+            call.app.run_time(),
         )
         .map_err(ApiError::xml)?;
-    app.changed();
-    task_response(&app, &hrefs(&headers), &task, &v)
+    call.app.changed();
+    call.task_response(&task)
 }
 
 /// `POST …/action/enable|disable` of an organisation or a VDC: at once, 204.
 fn set_enabled(app: &Shared, kind: EntityKind, id: &str, enabled: bool) -> Answer {
-    let now = Timestamp::now();
+    let now = app.now();
     let mut state = app.state();
     match kind {
         EntityKind::Org => state.set_org_enabled(id, enabled, now),
@@ -1032,17 +1058,6 @@ fn enable_disable(kind: EntityKind, enabled: bool) -> axum::routing::MethodRoute
 }
 
 // ---- Legacy XML: users ----
-
-fn refuse_api_token_session(session: &Session) -> Result<(), ApiError> {
-    if session.from_api_token {
-        return Err(ApiError::xml(Refusal::new(
-            403,
-            "ACCESS_TO_RESOURCE_IS_FORBIDDEN",
-            "API token sessions cannot perform user management: log in with a user name and password.",
-        )));
-    }
-    Ok(())
-}
 
 fn new_user(input: xml::UserIn) -> Result<NewUser, ApiError> {
     let role = input
@@ -1063,58 +1078,34 @@ fn new_user(input: xml::UserIn) -> Result<NewUser, ApiError> {
     })
 }
 
-async fn create_user(
-    AxumState(app): AxumState<App>,
-    headers: HeaderMap,
-    Extension(v): Extension<ApiVersionInUse>,
-    Extension(session): Extension<Session>,
-    Path(org_id): Path<String>,
-    body: String,
-) -> Answer {
-    refuse_api_token_session(&session)?;
+async fn create_user(call: Call, Path(org_id): Path<String>, body: String) -> Answer {
+    call.refuse_api_token_session()?;
     let input: xml::UserIn = xml::parse(&body, "User").map_err(|m| ApiError::xml(Refusal::bad_request(m)))?;
     let user = new_user(input)?;
-    let hrefs = hrefs(&headers);
-    app.create_detached(move |app| {
-        let mut state = app.state();
+    call.create_detached(move |call| {
+        let mut state = call.app.state();
         let name = user.name.clone();
         let id = state.create_user(&org_id, user).map_err(ApiError::xml)?;
         let (org, user) = state.user(&id).map_err(ApiError::xml)?;
-        app.created("users", format!("{}/{name}", org.name));
-        app.changed();
-        Ok(xml_response(
+        call.app.created("users", format!("{}/{name}", org.name));
+        call.app.changed();
+        Ok(call.xml(
             StatusCode::CREATED,
-            &versioned(xml::ADMIN_USER_TYPE, &v),
-            xml::user(&hrefs, org, user),
+            xml::ADMIN_USER_TYPE,
+            xml::user(&call.hrefs, org, user),
         ))
     })
     .await
 }
 
-async fn get_user(
-    AxumState(app): AxumState<App>,
-    headers: HeaderMap,
-    Extension(v): Extension<ApiVersionInUse>,
-    Path(id): Path<String>,
-) -> Answer {
-    let state = app.state();
+async fn get_user(call: Call, Path(id): Path<String>) -> Answer {
+    let state = call.app.state();
     let (org, user) = state.user(&id).map_err(ApiError::xml)?;
-    Ok(xml_response(
-        StatusCode::OK,
-        &versioned(xml::ADMIN_USER_TYPE, &v),
-        xml::user(&hrefs(&headers), org, user),
-    ))
+    Ok(call.xml(StatusCode::OK, xml::ADMIN_USER_TYPE, xml::user(&call.hrefs, org, user)))
 }
 
-async fn update_user(
-    AxumState(app): AxumState<App>,
-    headers: HeaderMap,
-    Extension(v): Extension<ApiVersionInUse>,
-    Extension(session): Extension<Session>,
-    Path(id): Path<String>,
-    body: String,
-) -> Answer {
-    refuse_api_token_session(&session)?;
+async fn update_user(call: Call, Path(id): Path<String>, body: String) -> Answer {
+    call.refuse_api_token_session()?;
     let input: xml::UserIn = xml::parse(&body, "User").map_err(|m| ApiError::xml(Refusal::bad_request(m)))?;
     let role = input
         .role
@@ -1130,25 +1121,17 @@ async fn update_user(
         stored_vm_quota: input.stored_vm_quota,
         deployed_vm_quota: input.deployed_vm_quota,
     };
-    let mut state = app.state();
+    let mut state = call.app.state();
     state.update_user(&id, user).map_err(ApiError::xml)?;
-    app.changed();
+    call.app.changed();
     let (org, user) = state.user(&id).map_err(ApiError::xml)?;
-    Ok(xml_response(
-        StatusCode::OK,
-        &versioned(xml::ADMIN_USER_TYPE, &v),
-        xml::user(&hrefs(&headers), org, user),
-    ))
+    Ok(call.xml(StatusCode::OK, xml::ADMIN_USER_TYPE, xml::user(&call.hrefs, org, user)))
 }
 
-async fn delete_user(
-    AxumState(app): AxumState<App>,
-    Extension(session): Extension<Session>,
-    Path(id): Path<String>,
-) -> Answer {
-    refuse_api_token_session(&session)?;
-    app.state().delete_user(&id).map_err(ApiError::xml)?;
-    app.changed();
+async fn delete_user(call: Call, Path(id): Path<String>) -> Answer {
+    call.refuse_api_token_session()?;
+    call.app.state().delete_user(&id).map_err(ApiError::xml)?;
+    call.app.changed();
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
@@ -1201,18 +1184,11 @@ fn vdc_spec(input: &xml::VdcIn, state: &State, enabled_default: bool) -> Result<
     })
 }
 
-async fn create_vdc(
-    AxumState(app): AxumState<App>,
-    headers: HeaderMap,
-    Extension(v): Extension<ApiVersionInUse>,
-    Path(org_id): Path<String>,
-    body: String,
-) -> Answer {
+async fn create_vdc(call: Call, Path(org_id): Path<String>, body: String) -> Answer {
     let input: xml::VdcIn = xml::parse(&body, "CreateVdcParams").map_err(|m| ApiError::xml(Refusal::bad_request(m)))?;
-    let hrefs = hrefs(&headers);
-    app.create_detached(move |app| {
-        let now = Timestamp::now();
-        let mut state = app.state();
+    call.create_detached(move |call| {
+        let now = call.app.now();
+        let mut state = call.app.state();
         // CreateVdcParams leaves out a false IsEnabled, so a new VDC is enabled unless it says otherwise.
         let spec = vdc_spec(&input, &state, true).map_err(ApiError::xml)?;
         let storage = input
@@ -1247,81 +1223,56 @@ async fn create_vdc(
             provider_vdc_id,
         };
         let (id, task) = state
-            .create_vdc(&org_id, new, now, app.run_time())
+            .create_vdc(&org_id, new, now, call.app.run_time())
             .map_err(ApiError::xml)?;
         let (org, vdc) = state.vdc(&id).map_err(ApiError::xml)?;
-        app.created("vdcs", format!("{}/{}", org.name, vdc.name));
-        app.changed();
+        call.app.created("vdcs", format!("{}/{}", org.name, vdc.name));
+        call.app.changed();
         let task = state.tasks[&task].clone();
-        let body = xml::vdc(&hrefs, &state, org, vdc, true, now, Some(&task));
-        Ok(xml_response(
-            StatusCode::CREATED,
-            &versioned(xml::ADMIN_VDC_TYPE, &v),
-            body,
-        ))
+        let body = xml::vdc(&call.hrefs, &state, org, vdc, true, now, Some(&task));
+        Ok(call.xml(StatusCode::CREATED, xml::ADMIN_VDC_TYPE, body))
     })
     .await
 }
 
-async fn show_vdc(app: &Shared, headers: &HeaderMap, v: &ApiVersionInUse, id: &str, admin: bool) -> Answer {
-    let state = app.state();
+fn show_vdc(call: &Call, id: &str, admin: bool) -> Answer {
+    let state = call.app.state();
     let (org, vdc) = state.vdc(id).map_err(ApiError::xml)?;
-    let body = xml::vdc(&hrefs(headers), &state, org, vdc, admin, Timestamp::now(), None);
+    let body = xml::vdc(&call.hrefs, &state, org, vdc, admin, call.app.now(), None);
     let media_type = if admin { xml::ADMIN_VDC_TYPE } else { xml::VDC_TYPE };
-    Ok(xml_response(StatusCode::OK, &versioned(media_type, v), body))
+    Ok(call.xml(StatusCode::OK, media_type, body))
 }
 
-async fn get_admin_vdc(
-    AxumState(app): AxumState<App>,
-    headers: HeaderMap,
-    Extension(v): Extension<ApiVersionInUse>,
-    Path(id): Path<String>,
-) -> Answer {
-    show_vdc(&app, &headers, &v, &id, true).await
+async fn get_admin_vdc(call: Call, Path(id): Path<String>) -> Answer {
+    show_vdc(&call, &id, true)
 }
 
-async fn get_vdc(
-    AxumState(app): AxumState<App>,
-    headers: HeaderMap,
-    Extension(v): Extension<ApiVersionInUse>,
-    Path(id): Path<String>,
-) -> Answer {
-    show_vdc(&app, &headers, &v, &id, false).await
+async fn get_vdc(call: Call, Path(id): Path<String>) -> Answer {
+    show_vdc(&call, &id, false)
 }
 
-async fn update_vdc(
-    AxumState(app): AxumState<App>,
-    headers: HeaderMap,
-    Extension(v): Extension<ApiVersionInUse>,
-    Path(id): Path<String>,
-    body: String,
-) -> Answer {
+async fn update_vdc(call: Call, Path(id): Path<String>, body: String) -> Answer {
     let input: xml::VdcIn = xml::parse(&body, "AdminVdc").map_err(|m| ApiError::xml(Refusal::bad_request(m)))?;
     let task = {
-        let mut state = app.state();
+        let mut state = call.app.state();
         let current = state.vdc(&id).map_err(ApiError::xml)?.1.spec.enabled;
         let spec = vdc_spec(&input, &state, current).map_err(ApiError::xml)?;
         state
-            .update_vdc(&id, &input.name, spec, Timestamp::now(), app.run_time())
+            .update_vdc(&id, &input.name, spec, call.app.now(), call.app.run_time())
             .map_err(ApiError::xml)?
     };
-    app.changed();
-    task_response(&app, &hrefs(&headers), &task, &v)
+    call.app.changed();
+    call.task_response(&task)
 }
 
-async fn delete_vdc(
-    AxumState(app): AxumState<App>,
-    headers: HeaderMap,
-    Extension(v): Extension<ApiVersionInUse>,
-    Path(id): Path<String>,
-    Query(params): Query<DeleteParams>,
-) -> Answer {
-    let task = app
+async fn delete_vdc(call: Call, Path(id): Path<String>, Query(params): Query<DeleteParams>) -> Answer {
+    let task = call
+        .app
         .state()
-        .delete_vdc(&id, params.force(), Timestamp::now(), app.run_time())
+        .delete_vdc(&id, params.force(), call.app.now(), call.app.run_time())
         .map_err(ApiError::xml)?;
-    app.changed();
-    task_response(&app, &hrefs(&headers), &task, &v)
+    call.app.changed();
+    call.task_response(&task)
 }
 
 /// The VDC holding a storage profile, and the profile.
@@ -1337,29 +1288,18 @@ fn storage_of<'a>(
         .ok_or_else(|| ApiError::xml(Refusal::not_found("ORG_VDC_STORAGE_PROFILE_VIEW", id)))
 }
 
-async fn get_storage_profile(
-    AxumState(app): AxumState<App>,
-    headers: HeaderMap,
-    Extension(v): Extension<ApiVersionInUse>,
-    Path(id): Path<String>,
-) -> Answer {
-    let state = app.state();
+async fn get_storage_profile(call: Call, Path(id): Path<String>) -> Answer {
+    let state = call.app.state();
     let (vdc, storage) = storage_of(&state, &id)?;
-    Ok(xml_response(
+    Ok(call.xml(
         StatusCode::OK,
-        &versioned(xml::ADMIN_STORAGE_PROFILE_TYPE, &v),
-        xml::admin_storage_profile(&hrefs(&headers), vdc, storage),
+        xml::ADMIN_STORAGE_PROFILE_TYPE,
+        xml::admin_storage_profile(&call.hrefs, vdc, storage),
     ))
 }
 
 /// `PUT /api/admin/vdcStorageProfile/{id}`: a new limit, at once (VCD answers the profile, no task).
-async fn update_storage_profile(
-    AxumState(app): AxumState<App>,
-    headers: HeaderMap,
-    Extension(v): Extension<ApiVersionInUse>,
-    Path(id): Path<String>,
-    body: String,
-) -> Answer {
+async fn update_storage_profile(call: Call, Path(id): Path<String>, body: String) -> Answer {
     let input: xml::StorageProfileIn =
         xml::parse(&body, "AdminVdcStorageProfile").map_err(|m| ApiError::xml(Refusal::bad_request(m)))?;
     if input.units != "MB" {
@@ -1368,40 +1308,35 @@ async fn update_storage_profile(
             input.units
         ))));
     }
-    let mut state = app.state();
+    let mut state = call.app.state();
     state
         .update_storage(
             &id,
             input.limit,
             input.enabled.unwrap_or(true),
             input.default,
-            Timestamp::now(),
+            call.app.now(),
         )
         .map_err(ApiError::xml)?;
-    app.changed();
+    call.app.changed();
     let (vdc, storage) = storage_of(&state, &id)?;
-    Ok(xml_response(
+    Ok(call.xml(
         StatusCode::OK,
-        &versioned(xml::ADMIN_STORAGE_PROFILE_TYPE, &v),
-        xml::admin_storage_profile(&hrefs(&headers), vdc, storage),
+        xml::ADMIN_STORAGE_PROFILE_TYPE,
+        xml::admin_storage_profile(&call.hrefs, vdc, storage),
     ))
 }
 
-async fn get_task(
-    AxumState(app): AxumState<App>,
-    headers: HeaderMap,
-    Extension(v): Extension<ApiVersionInUse>,
-    Path(id): Path<String>,
-) -> Answer {
-    let state = app.state();
+async fn get_task(call: Call, Path(id): Path<String>) -> Answer {
+    let state = call.app.state();
     let task = state
         .tasks
         .get(&id)
         .ok_or_else(|| ApiError::xml(Refusal::not_found("Task View", &id)))?;
-    Ok(xml_response(
+    Ok(call.xml(
         StatusCode::OK,
-        &versioned(xml::TASK_TYPE, &v),
-        xml::task(&hrefs(&headers), task, Timestamp::now()),
+        xml::TASK_TYPE,
+        xml::task(&call.hrefs, task, call.app.now()),
     ))
 }
 
@@ -1506,17 +1441,12 @@ fn vdc_record_status(vdc: &super::state::Vdc) -> &'static str {
     }
 }
 
-async fn query_records(
-    AxumState(app): AxumState<App>,
-    headers: HeaderMap,
-    Extension(v): Extension<ApiVersionInUse>,
-    Query(params): Query<HashMap<String, String>>,
-) -> Answer {
-    let hrefs = hrefs(&headers);
+async fn query_records(call: Call, Query(params): Query<HashMap<String, String>>) -> Answer {
+    let hrefs = call.hrefs.clone();
     let query_type = params
         .get("type")
         .ok_or_else(|| ApiError::xml(Refusal::bad_request("The query needs a type.")))?;
-    let mut all = records(query_type, &hrefs, &app.state(), Timestamp::now()).map_err(ApiError::xml)?;
+    let mut all = records(query_type, &hrefs, &call.app.state(), call.app.now()).map_err(ApiError::xml)?;
     if let Some(filter) = params.get("filter") {
         let encoded = params.get("filterEncoded").is_some_and(|v| v == "true");
         let filter = Filter::parse(filter, encoded).map_err(|m| ApiError::xml(Refusal::bad_request(m)))?;
@@ -1551,9 +1481,9 @@ async fn query_records(
         }
         format!("{}/api/query?{}", hrefs.base, query.finish())
     });
-    Ok(xml_response(
+    Ok(call.xml(
         StatusCode::OK,
-        &versioned("application/vnd.vmware.vcloud.query.records+xml", &v),
+        "application/vnd.vmware.vcloud.query.records+xml",
         xml::query_records(&hrefs, query_type, &page, next),
     ))
 }
@@ -1595,7 +1525,7 @@ fn duplicates<'a>(names: impl Iterator<Item = &'a str>) -> u64 {
 async fn sim_stats(AxumState(app): AxumState<App>) -> Response {
     let (counts, duplicates, running_tasks) = {
         let state = app.state();
-        let now = Timestamp::now();
+        let now = app.now();
         let counts = Counts {
             orgs: state.orgs.len() as u64,
             users: state.orgs.values().map(|o| o.users.len() as u64).sum(),
@@ -1676,6 +1606,57 @@ async fn sim_fail_next_task(AxumState(app): AxumState<App>, Json(fail): Json<Fai
 
 async fn sim_expire_sessions(AxumState(app): AxumState<App>) -> Response {
     lock(&app.sessions).clear();
+    StatusCode::NO_CONTENT.into_response()
+}
+
+/// `GET/PUT /sim/clock`: the emulator's time, and whether `/sim/clock` set it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Clock {
+    pub time: Timestamp,
+    #[serde(default)]
+    pub set: bool,
+}
+
+async fn sim_clock(AxumState(app): AxumState<App>) -> Json<Clock> {
+    let set = lock(&app.clock).is_some();
+    Json(Clock { time: app.now(), set })
+}
+
+/// Sets the emulator's clock, which then stands still until set again: everything recorded from now on
+/// (task ends, the audit trail) is dated at that time, so a test can lay out a billing period's history
+/// to the second. A task started while it stands ends only once the clock is set past its end (use
+/// `--provision-seconds 0`). It cannot go back before the last recorded change: VCD's records are in time
+/// order.
+async fn sim_set_clock(AxumState(app): AxumState<App>, Json(clock): Json<Clock>) -> Answer {
+    {
+        let state = app.state();
+        let last = state
+            .audit
+            .iter()
+            .map(|e| e.timestamp)
+            .chain(state.tasks.values().map(|t| t.started))
+            .max();
+        if let Some(last) = last.filter(|last| clock.time < *last) {
+            return Err(ApiError::json(Refusal::bad_request(format!(
+                "The clock cannot go back to {} before the last recorded change at {last}.",
+                clock.time
+            ))));
+        }
+        *lock(&app.clock) = Some(clock.time);
+    }
+    // Tasks that ended by the new time take effect, dated when they ended.
+    drop(app.state());
+    Ok(Json(Clock {
+        time: clock.time,
+        set: true,
+    })
+    .into_response())
+}
+
+/// Back to the real time.
+async fn sim_release_clock(AxumState(app): AxumState<App>) -> Response {
+    *lock(&app.clock) = None;
     StatusCode::NO_CONTENT.into_response()
 }
 

@@ -90,3 +90,47 @@ async fn organisations_survive_a_restart_and_sessions_do_not() {
     );
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+#[tokio::test]
+async fn a_set_clock_stands_still_dates_tasks_and_does_not_go_back() {
+    let emulator = spawn(CloudDirectorConfig {
+        provision_time: Duration::from_millis(200),
+        ..CloudDirectorConfig::default()
+    })
+    .await
+    .unwrap();
+    let control = emulator.control().unwrap();
+    let start: jiff::Timestamp = "2026-10-01T02:00:00Z".parse().unwrap();
+    control.set_clock(start).await.unwrap();
+    let http = client(&emulator);
+    let token = login(&http, &emulator.url()).await;
+    let created = http
+        .post(format!("{}/api/admin/orgs", emulator.url()))
+        .bearer_auth(&token)
+        .header("Accept", XML)
+        .header("Content-Type", "application/vnd.vmware.admin.organization+xml")
+        .body(r#"<AdminOrg xmlns="http://www.vmware.com/vcloud/v1.5" name="acme"><FullName>Acme</FullName><IsEnabled>true</IsEnabled></AdminOrg>"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(created.status(), 201);
+    // Real time passes the task's 200 ms, the emulator's does not.
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    assert_eq!(control.clock().await.unwrap(), Clock { time: start, set: true });
+    assert_eq!(control.stats().await.unwrap().running_tasks, 1);
+    control
+        .set_clock(start + jiff::SignedDuration::from_secs(1))
+        .await
+        .unwrap();
+    assert_eq!(control.stats().await.unwrap().running_tasks, 0);
+
+    let back = control
+        .set_clock(start - jiff::SignedDuration::from_hours(1))
+        .await
+        .unwrap_err();
+    assert!(format!("{back:#}").contains("cannot go back"), "{back:#}");
+    control.release_clock().await.unwrap();
+    let clock = control.clock().await.unwrap();
+    assert!(!clock.set && clock.time > start + jiff::SignedDuration::from_hours(24 * 30));
+    emulator.stop().await.unwrap();
+}
