@@ -1,15 +1,22 @@
 //! The engine's scenarios on VMware Cloud Director: the operator with a `driver: CloudDirector` endpoint
 //! against the Cloud Director emulator (`navigator simulator --api cloud-director`, over HTTPS with its own
 //! CA). Provisioning, resize, suspend, deletion with Delete and Orphan, a customer grant's VCD user, the
-//! kill test, and faults (5xx, BUSY_ENTITY, expired sessions, a task that fails). What the emulator holds is
-//! read from its `/sim/inventory` and `/sim/stats`.
+//! kill test, faults (5xx, BUSY_ENTITY, expired sessions, a task that fails), and an invoice recomputed from
+//! the emulator's audit trail alone. What the emulator holds is read from its `/sim/inventory` and
+//! `/sim/stats`.
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use kube::api::{DeleteParams, ListParams};
-use navigator::api::{AccessGrant, CloudServiceSubscription, CustomerOrg};
+use jiff::{SignedDuration, Timestamp};
+use kube::api::{Api, DeleteParams, ListParams};
+use navigator::api::{AccessGrant, CloudServiceSubscription, CustomerOrg, Invoice, ProviderOrg};
+use navigator::billing::cluster::usage::rating_records;
+use navigator::billing::{BillingCycle, Currency, InvoiceHeader, Price, PriceBook, draft_invoice};
+use navigator::endpoint::UsageWindow;
+use navigator::endpoint::cloud_director::usage::{AuditEvent, usage_from_audit_trail};
 use navigator::simulator::cloud_director::{Inventory, Operation, VcdFaultPatch};
+use rust_decimal::Decimal;
 use navigator::simulator::faults::FaultPatch;
 use rand::RngExt;
 use serde_json::json;
@@ -400,4 +407,214 @@ async fn an_api_token_endpoint_provisions_but_stalls_user_management_saying_why(
     })
     .await;
     assert!(message.contains("API token"), "{message}");
+}
+
+/// Every audit trail event of organisation `org`, read as anyone with the provider's password can: a fresh
+/// login, then `GET /cloudapi/1.0.0/auditTrail` page by page (two events a page, so paging counts).
+async fn audit_trail_of(vcd: &CloudDirector, org: &str) -> Vec<AuditEvent> {
+    let ca = reqwest::Certificate::from_pem(vcd.ca_pem.as_bytes()).unwrap();
+    let http = reqwest::Client::builder().tls_certs_only([ca]).build().unwrap();
+    const JSON: &str = "application/json;version=38.0";
+    let login = http
+        .post(format!("{}/cloudapi/1.0.0/sessions/provider", vcd.url))
+        .basic_auth(format!("{}@System", vcd.user), Some(&vcd.password))
+        .header("Accept", JSON)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(login.status(), 200, "the login");
+    let token = login.headers()["x-vmware-vcloud-access-token"].to_str().unwrap().to_owned();
+    #[derive(serde::Deserialize)]
+    #[serde(rename_all = "camelCase")]
+    struct Page {
+        page_count: u64,
+        values: Vec<serde_json::Value>,
+    }
+    let mut events = Vec::new();
+    let mut page = 1u64;
+    loop {
+        let answer: Page = http
+            .get(format!("{}/cloudapi/1.0.0/auditTrail", vcd.url))
+            .query(&[
+                ("filter", format!("tenant.name=={org}")),
+                ("page", page.to_string()),
+                ("pageSize", "2".to_owned()),
+            ])
+            .bearer_auth(&token)
+            .header("Accept", JSON)
+            .send()
+            .await
+            .unwrap()
+            .error_for_status()
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        for value in answer.values {
+            assert_eq!(value["tenant"]["name"], org, "the filter keeps one organisation's events");
+            events.push(serde_json::from_value(value).unwrap());
+        }
+        if page >= answer.page_count {
+            return events;
+        }
+        page += 1;
+    }
+}
+
+/// A subscription's spec with these resources.
+fn compute(name: &str, customer: &str, vcpu: u32, memory_gib: u32, storage_gib: u32) -> serde_json::Value {
+    json!({
+        "metadata": {"name": name},
+        "spec": {"customerOrgRef": {"name": customer}, "serviceType": "compute",
+                 "resources": {"vcpu": vcpu, "memoryGiB": memory_gib, "storageGiB": storage_gib}}
+    })
+}
+
+#[tokio::test]
+async fn an_invoice_from_cloud_director_is_recomputed_identical_from_its_audit_trail_alone() {
+    // Tasks end at once and the emulator's clock stands where the test sets it: the history below lies in
+    // the last closed billing period to the second, and the operator bills it as it would after the month.
+    let vcd = CloudDirector::start("vcd-invoice", &["--provision-seconds", "0"]).await;
+    let control = vcd.control();
+    let cycle = BillingCycle::utc(1).unwrap();
+    let closed = cycle.last_closed(Timestamp::now()).unwrap();
+    let (ps, pe) = (closed.start(), closed.end());
+    let at = |hours: i64| ps + SignedDuration::from_hours(hours);
+    let world = vcd_world("vcd-invoice", &vcd, 100).await;
+    let _operator = Operator::start(&world.run);
+    let tenant = world.tenant("acme");
+    let subscriptions = world.subscriptions();
+    let settled = |name: &'static str| {
+        let subscriptions = &subscriptions;
+        async move {
+            let sub = subscriptions.get(name).await.ok()?;
+            let observed = sub.status.as_ref()?.observed_generation;
+            (sub.is_ready() && observed == sub.metadata.generation).then_some(())
+        }
+    };
+    let sized = |vdc: &'static str, size: Option<(i64, i64, i64)>| {
+        let (vcd, tenant) = (&vcd, &tenant);
+        async move { (vdc_size(vcd, tenant, vdc).await == size).then_some(()) }
+    };
+
+    // web: 4 vCPU, 8 GiB, 100 GiB from 02:00 on the first day; 8 vCPU, 16 GiB, 200 GiB from 12:00; deleted
+    // at 17:00. db: 2 vCPU, 4 GiB, 50 GiB from 03:00 to the end of the period, resized after it.
+    control.set_clock(at(2)).await.unwrap();
+    world.customer("acme", "Delete").await;
+    world
+        .apply::<CloudServiceSubscription>(Some(&world.namespace), compute("web", "acme", 4, 8, 100))
+        .await;
+    eventually(WAIT, "web to be provisioned", || settled("web")).await;
+    control.set_clock(at(3)).await.unwrap();
+    world
+        .apply::<CloudServiceSubscription>(Some(&world.namespace), compute("db", "acme", 2, 4, 50))
+        .await;
+    eventually(WAIT, "db to be provisioned", || settled("db")).await;
+    control.set_clock(at(12)).await.unwrap();
+    world
+        .apply::<CloudServiceSubscription>(Some(&world.namespace), compute("web", "acme", 8, 16, 200))
+        .await;
+    eventually(WAIT, "web's VDC to be resized", || sized("web", Some((16000, 16384, 204800)))).await;
+    eventually(WAIT, "web to be resized", || settled("web")).await;
+    control.set_clock(at(17)).await.unwrap();
+    subscriptions.delete("web", &DeleteParams::default()).await.unwrap();
+    eventually(WAIT, "web to be deleted", || async {
+        subscriptions.get_opt("web").await.ok()?.is_none().then_some(())
+    })
+    .await;
+    assert_eq!(vdc_size(&vcd, &tenant, "web").await, None, "web's VDC is gone");
+    control.set_clock(pe + SignedDuration::from_hours(2)).await.unwrap();
+    world
+        .apply::<CloudServiceSubscription>(Some(&world.namespace), compute("db", "acme", 6, 4, 50))
+        .await;
+    eventually(WAIT, "db's VDC to be resized", || sized("db", Some((12000, 4096, 51200)))).await;
+
+    // Only now does the provider bill (an invoice, once issued, never changes): EUR, 21 % tax.
+    world
+        .apply::<ProviderOrg>(None, json!({
+            "metadata": {"name": world.namespace},
+            "spec": {
+                "displayName": format!("Provider {}", world.run), "partnerTypes": ["CloudProvider"],
+                "namespace": world.namespace,
+                "billing": {"currency": "EUR", "billingDay": 1, "taxRate": "0.21", "priceBook": [
+                    {"service": "compute", "metric": "vcpu-hours", "unit": "vCPU-hour", "unitPrice": "0.0250"},
+                    {"service": "compute", "metric": "memory-gib-hours", "unit": "GiB-hour", "unitPrice": "0.0040"},
+                    {"service": "compute", "metric": "storage-gib-hours", "unit": "GiB-hour", "unitPrice": "0.0002"}
+                ]}
+            }
+        }))
+        .await;
+    let invoices = Api::<Invoice>::namespaced(world.client.clone(), &format!("{}-acme", world.namespace));
+    let name = format!("acme-{}", closed.label());
+    let invoice = eventually(WAIT, "acme's invoice to be issued", || async {
+        let invoice = invoices.get_opt(&name).await.ok()??;
+        invoice.status.as_ref()?.phase.is_some().then_some(invoice)
+    })
+    .await;
+
+    // What was allocated: web 4 vCPU × 10 h + 8 vCPU × 5 h = 80 vCPU-hours, 8 × 10 + 16 × 5 = 160 GiB-hours
+    // of memory, 100 × 10 + 200 × 5 = 2000 of storage; db 2 vCPU, 4 GiB, 50 GiB for the period but its
+    // first three hours. A driver that sampled the VDCs at billing time would find web gone and db at 6 vCPU.
+    let db_hours = Decimal::from(at(3).duration_until(pe).as_secs() / 3600);
+    let quantities: Vec<(&str, &str, Decimal)> = invoice
+        .spec
+        .line_items
+        .iter()
+        .map(|l| (l.subscription.as_str(), l.metric.as_str(), l.quantity))
+        .collect();
+    assert_eq!(
+        quantities,
+        vec![
+            ("db", "memory-gib-hours", db_hours * Decimal::from(4)),
+            ("db", "storage-gib-hours", db_hours * Decimal::from(50)),
+            ("db", "vcpu-hours", db_hours * Decimal::from(2)),
+            ("web", "memory-gib-hours", Decimal::from(160)),
+            ("web", "storage-gib-hours", Decimal::from(2000)),
+            ("web", "vcpu-hours", Decimal::from(80)),
+        ],
+        "{:#?}",
+        invoice.spec
+    );
+
+    // The same invoice from the endpoint alone: the audit trail read afresh, integrated by the usage
+    // functions, rated with the provider's price book.
+    let events = audit_trail_of(&vcd, &tenant).await;
+    let records = usage_from_audit_trail(
+        &events,
+        UsageWindow::new(ps, pe).unwrap(),
+        &BTreeMap::new(),
+    );
+    let price = |metric: &str, unit: &str, unit_price: &str| {
+        Price::flat("compute", metric, unit, unit_price.parse().unwrap())
+    };
+    let book = PriceBook::new([
+        price("vcpu-hours", "vCPU-hour", "0.0250"),
+        price("memory-gib-hours", "GiB-hour", "0.0040"),
+        price("storage-gib-hours", "GiB-hour", "0.0002"),
+    ])
+    .unwrap();
+    let header = InvoiceHeader {
+        customer: "acme".into(),
+        provider: world.namespace.clone(),
+        reseller: None,
+        period: closed.clone(),
+        currency: Currency::from_code("EUR").unwrap(),
+        tax_rate: "0.21".parse().unwrap(),
+    };
+    let recomputed = draft_invoice(header, &rating_records("acme", records), &book).unwrap();
+    assert_eq!(
+        recomputed.spec(&world.namespace),
+        invoice.spec,
+        "every line, the subtotal, tax and total recomputed from the audit trail"
+    );
+    println!(
+        "cloud director invoice {name}: {} lines, subtotal {} tax {} total {} {}; recomputed identical from {} audit \
+         trail events",
+        invoice.spec.line_items.len(),
+        invoice.spec.subtotal,
+        invoice.spec.tax,
+        invoice.spec.total,
+        invoice.spec.currency,
+        events.len()
+    );
 }
