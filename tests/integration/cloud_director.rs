@@ -10,15 +10,15 @@ use std::time::{Duration, Instant};
 
 use jiff::{SignedDuration, Timestamp};
 use kube::api::{Api, DeleteParams, ListParams};
-use navigator::api::{AccessGrant, CloudServiceSubscription, CustomerOrg, Invoice, ProviderOrg};
+use navigator::api::{AccessGrant, CloudServiceSubscription, CustomerOrg, Invoice};
 use navigator::billing::cluster::usage::rating_records;
 use navigator::billing::{BillingCycle, Currency, InvoiceHeader, Price, PriceBook, draft_invoice};
 use navigator::endpoint::UsageWindow;
 use navigator::endpoint::cloud_director::usage::{AuditEvent, usage_from_audit_trail};
 use navigator::simulator::cloud_director::{Inventory, Operation, VcdFaultPatch};
-use rust_decimal::Decimal;
 use navigator::simulator::faults::FaultPatch;
 use rand::RngExt;
+use rust_decimal::Decimal;
 use serde_json::json;
 
 use crate::support::{eventually, shared};
@@ -423,7 +423,10 @@ async fn audit_trail_of(vcd: &CloudDirector, org: &str) -> Vec<AuditEvent> {
         .await
         .unwrap();
     assert_eq!(login.status(), 200, "the login");
-    let token = login.headers()["x-vmware-vcloud-access-token"].to_str().unwrap().to_owned();
+    let token = login.headers()["x-vmware-vcloud-access-token"]
+        .to_str()
+        .unwrap()
+        .to_owned();
     #[derive(serde::Deserialize)]
     #[serde(rename_all = "camelCase")]
     struct Page {
@@ -451,7 +454,10 @@ async fn audit_trail_of(vcd: &CloudDirector, org: &str) -> Vec<AuditEvent> {
             .await
             .unwrap();
         for value in answer.values {
-            assert_eq!(value["tenant"]["name"], org, "the filter keeps one organisation's events");
+            assert_eq!(
+                value["tenant"]["name"], org,
+                "the filter keeps one organisation's events"
+            );
             events.push(serde_json::from_value(value).unwrap());
         }
         if page >= answer.page_count {
@@ -460,6 +466,13 @@ async fn audit_trail_of(vcd: &CloudDirector, org: &str) -> Vec<AuditEvent> {
         page += 1;
     }
 }
+
+/// The provider's prices of compute: metric, unit, price in EUR.
+const PRICES: [(&str, &str, &str); 3] = [
+    ("vcpu-hours", "vCPU-hour", "0.0250"),
+    ("memory-gib-hours", "GiB-hour", "0.0040"),
+    ("storage-gib-hours", "GiB-hour", "0.0002"),
+];
 
 /// A subscription's spec with these resources.
 fn compute(name: &str, customer: &str, vcpu: u32, memory_gib: u32, storage_gib: u32) -> serde_json::Value {
@@ -484,6 +497,7 @@ async fn an_invoice_from_cloud_director_is_recomputed_identical_from_its_audit_t
     let _operator = Operator::start(&world.run);
     let tenant = world.tenant("acme");
     let subscriptions = world.subscriptions();
+    let subscribe = |spec: serde_json::Value| world.apply::<CloudServiceSubscription>(Some(&world.namespace), spec);
     let settled = |name: &'static str| {
         let subscriptions = &subscriptions;
         async move {
@@ -501,20 +515,17 @@ async fn an_invoice_from_cloud_director_is_recomputed_identical_from_its_audit_t
     // at 17:00. db: 2 vCPU, 4 GiB, 50 GiB from 03:00 to the end of the period, resized after it.
     control.set_clock(at(2)).await.unwrap();
     world.customer("acme", "Delete").await;
-    world
-        .apply::<CloudServiceSubscription>(Some(&world.namespace), compute("web", "acme", 4, 8, 100))
-        .await;
+    subscribe(compute("web", "acme", 4, 8, 100)).await;
     eventually(WAIT, "web to be provisioned", || settled("web")).await;
     control.set_clock(at(3)).await.unwrap();
-    world
-        .apply::<CloudServiceSubscription>(Some(&world.namespace), compute("db", "acme", 2, 4, 50))
-        .await;
+    subscribe(compute("db", "acme", 2, 4, 50)).await;
     eventually(WAIT, "db to be provisioned", || settled("db")).await;
     control.set_clock(at(12)).await.unwrap();
-    world
-        .apply::<CloudServiceSubscription>(Some(&world.namespace), compute("web", "acme", 8, 16, 200))
-        .await;
-    eventually(WAIT, "web's VDC to be resized", || sized("web", Some((16000, 16384, 204800)))).await;
+    subscribe(compute("web", "acme", 8, 16, 200)).await;
+    eventually(WAIT, "web's VDC to be resized", || {
+        sized("web", Some((16000, 16384, 204800)))
+    })
+    .await;
     eventually(WAIT, "web to be resized", || settled("web")).await;
     control.set_clock(at(17)).await.unwrap();
     subscriptions.delete("web", &DeleteParams::default()).await.unwrap();
@@ -524,25 +535,19 @@ async fn an_invoice_from_cloud_director_is_recomputed_identical_from_its_audit_t
     .await;
     assert_eq!(vdc_size(&vcd, &tenant, "web").await, None, "web's VDC is gone");
     control.set_clock(pe + SignedDuration::from_hours(2)).await.unwrap();
-    world
-        .apply::<CloudServiceSubscription>(Some(&world.namespace), compute("db", "acme", 6, 4, 50))
-        .await;
-    eventually(WAIT, "db's VDC to be resized", || sized("db", Some((12000, 4096, 51200)))).await;
+    subscribe(compute("db", "acme", 6, 4, 50)).await;
+    eventually(WAIT, "db's VDC to be resized", || {
+        sized("db", Some((12000, 4096, 51200)))
+    })
+    .await;
 
     // Only now does the provider bill (an invoice, once issued, never changes): EUR, 21 % tax.
+    let price_book: Vec<serde_json::Value> = PRICES
+        .iter()
+        .map(|(metric, unit, price)| json!({"service": "compute", "metric": metric, "unit": unit, "unitPrice": price}))
+        .collect();
     world
-        .apply::<ProviderOrg>(None, json!({
-            "metadata": {"name": world.namespace},
-            "spec": {
-                "displayName": format!("Provider {}", world.run), "partnerTypes": ["CloudProvider"],
-                "namespace": world.namespace,
-                "billing": {"currency": "EUR", "billingDay": 1, "taxRate": "0.21", "priceBook": [
-                    {"service": "compute", "metric": "vcpu-hours", "unit": "vCPU-hour", "unitPrice": "0.0250"},
-                    {"service": "compute", "metric": "memory-gib-hours", "unit": "GiB-hour", "unitPrice": "0.0040"},
-                    {"service": "compute", "metric": "storage-gib-hours", "unit": "GiB-hour", "unitPrice": "0.0002"}
-                ]}
-            }
-        }))
+        .bill(json!({"currency": "EUR", "billingDay": 1, "taxRate": "0.21", "priceBook": price_book}))
         .await;
     let invoices = Api::<Invoice>::namespaced(world.client.clone(), &format!("{}-acme", world.namespace));
     let name = format!("acme-{}", closed.label());
@@ -579,19 +584,12 @@ async fn an_invoice_from_cloud_director_is_recomputed_identical_from_its_audit_t
     // The same invoice from the endpoint alone: the audit trail read afresh, integrated by the usage
     // functions, rated with the provider's price book.
     let events = audit_trail_of(&vcd, &tenant).await;
-    let records = usage_from_audit_trail(
-        &events,
-        UsageWindow::new(ps, pe).unwrap(),
-        &BTreeMap::new(),
-    );
-    let price = |metric: &str, unit: &str, unit_price: &str| {
-        Price::flat("compute", metric, unit, unit_price.parse().unwrap())
-    };
-    let book = PriceBook::new([
-        price("vcpu-hours", "vCPU-hour", "0.0250"),
-        price("memory-gib-hours", "GiB-hour", "0.0040"),
-        price("storage-gib-hours", "GiB-hour", "0.0002"),
-    ])
+    let records = usage_from_audit_trail(&events, UsageWindow::new(ps, pe).unwrap(), &BTreeMap::new());
+    let book = PriceBook::new(
+        PRICES
+            .iter()
+            .map(|(metric, unit, price)| Price::flat("compute", metric, unit, price.parse().unwrap())),
+    )
     .unwrap();
     let header = InvoiceHeader {
         customer: "acme".into(),

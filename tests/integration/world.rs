@@ -489,6 +489,14 @@ impl World {
         name
     }
 
+    /// Applies the world's ProviderOrg again, now billing with `billing` (its `spec.billing`).
+    pub async fn bill(&self, billing: serde_json::Value) -> ProviderOrg {
+        let name = &self.namespace;
+        let spec = json!({"displayName": format!("Provider {}", self.run), "partnerTypes": ["CloudProvider"], "namespace": name, "billing": billing});
+        self.apply(None, json!({"metadata": {"name": name}, "spec": spec}))
+            .await
+    }
+
     async fn apply_secret(&self, credential: &str) {
         let secret: Secret = serde_json::from_value(json!({
             "metadata": {"name": self.endpoint, "namespace": "default", "labels": {RUN_LABEL: self.run}},

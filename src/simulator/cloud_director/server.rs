@@ -662,7 +662,10 @@ pub fn router(app: App) -> Router {
         .route("/sim/fail-next-task", post(sim_fail_next_task))
         .route("/sim/expire-sessions", post(sim_expire_sessions))
         .route("/sim/inventory", get(sim_inventory))
-        .route("/sim/clock", get(sim_clock).put(sim_set_clock).delete(sim_release_clock))
+        .route(
+            "/sim/clock",
+            get(sim_clock).put(sim_set_clock).delete(sim_release_clock),
+        )
         .route_layer(middleware::from_fn_with_state(app.clone(), control_gate));
     api.merge(control).fallback(not_served).with_state(app)
 }

@@ -22,6 +22,20 @@ async fn login(http: &reqwest::Client, url: &str) -> String {
         .to_owned()
 }
 
+/// Creates the organisation `acme` through the legacy API.
+async fn create_acme(http: &reqwest::Client, url: &str, token: &str) {
+    let created = http
+        .post(format!("{url}/api/admin/orgs"))
+        .bearer_auth(token)
+        .header("Accept", XML)
+        .header("Content-Type", "application/vnd.vmware.admin.organization+xml")
+        .body(r#"<AdminOrg xmlns="http://www.vmware.com/vcloud/v1.5" name="acme"><FullName>Acme</FullName><IsEnabled>true</IsEnabled></AdminOrg>"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(created.status(), 201);
+}
+
 fn client(handle: &CloudDirectorHandle) -> reqwest::Client {
     let ca = reqwest::Certificate::from_pem(handle.ca_pem().as_bytes()).unwrap();
     reqwest::Client::builder().tls_certs_only([ca]).build().unwrap()
@@ -38,16 +52,7 @@ async fn organisations_survive_a_restart_and_sessions_do_not() {
     let first = spawn(config.clone()).await.unwrap();
     let http = client(&first);
     let token = login(&http, &first.url()).await;
-    let created = http
-        .post(format!("{}/api/admin/orgs", first.url()))
-        .bearer_auth(&token)
-        .header("Accept", XML)
-        .header("Content-Type", "application/vnd.vmware.admin.organization+xml")
-        .body(r#"<AdminOrg xmlns="http://www.vmware.com/vcloud/v1.5" name="acme"><FullName>Acme</FullName><IsEnabled>true</IsEnabled></AdminOrg>"#)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(created.status(), 201);
+    create_acme(&http, &first.url(), &token).await;
     let control = first.control().unwrap();
     control
         .fail_next_task(Operation::VdcCreate, "no capacity")
@@ -104,16 +109,7 @@ async fn a_set_clock_stands_still_dates_tasks_and_does_not_go_back() {
     control.set_clock(start).await.unwrap();
     let http = client(&emulator);
     let token = login(&http, &emulator.url()).await;
-    let created = http
-        .post(format!("{}/api/admin/orgs", emulator.url()))
-        .bearer_auth(&token)
-        .header("Accept", XML)
-        .header("Content-Type", "application/vnd.vmware.admin.organization+xml")
-        .body(r#"<AdminOrg xmlns="http://www.vmware.com/vcloud/v1.5" name="acme"><FullName>Acme</FullName><IsEnabled>true</IsEnabled></AdminOrg>"#)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(created.status(), 201);
+    create_acme(&http, &emulator.url(), &token).await;
     // Real time passes the task's 200 ms, the emulator's does not.
     tokio::time::sleep(Duration::from_millis(400)).await;
     assert_eq!(control.clock().await.unwrap(), Clock { time: start, set: true });
