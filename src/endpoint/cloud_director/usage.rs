@@ -303,6 +303,27 @@ mod tests {
     }
 
     #[test]
+    fn an_event_read_twice_counts_once() {
+        // Pages of a list that shifts while it is read can repeat an event; the history is the same.
+        let events = vec![
+            event(VDC_CREATE, "01:00:00", "a", 4000, 2048, 10240),
+            event(VDC_MODIFY, "02:00:00", "a", 8000, 2048, 10240),
+            event(VDC_DELETE, "03:00:00", "a", 0, 0, 0),
+        ];
+        let mut repeated = events.clone();
+        repeated.extend(events.iter().cloned());
+        let window = window("00:00:00", "04:00:00");
+        assert_eq!(
+            quantities(&usage_from_audit_trail(&repeated, window, &BTreeMap::new())),
+            quantities(&usage_from_audit_trail(&events, window, &BTreeMap::new()))
+        );
+        assert_eq!(
+            usage_from_audit_trail(&repeated, window, &BTreeMap::new())[0].quantity,
+            Decimal::from(6)
+        );
+    }
+
+    #[test]
     fn quantities_are_rounded_to_six_places() {
         // One vCPU for one second: 1/3600 hour.
         let events = vec![
