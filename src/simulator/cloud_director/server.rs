@@ -537,7 +537,7 @@ impl Call {
     fn session(&self) -> Result<&(SessionToken, Session), ApiError> {
         self.session
             .as_ref()
-            .ok_or_else(|| ApiError::for_path("/cloudapi", Refusal::new(401, "UNAUTHORIZED", "No session.")))
+            .ok_or_else(|| ApiError::json(Refusal::new(401, "UNAUTHORIZED", "No session.")))
     }
 
     /// User management needs a password session, as on VCD.
