@@ -134,6 +134,27 @@ async fn three_shards_split_the_objects_read_across_shards_and_a_killed_shard_is
     })
     .await;
 
+    // A name as long as Kubernetes allows stays within the policy's CEL cost limit: a server-side dry run
+    // goes through admission and stores nothing.
+    let long = format!("c{}", "-0123456789abcdef".repeat(14));
+    let contract: CommitmentContract = serde_json::from_value(json!({
+        "apiVersion": "navigator.cloudpartner.io/v1alpha1", "kind": "CommitmentContract",
+        "metadata": {"name": long, "namespace": ns, "labels": {RUN_LABEL: world.run}},
+        "spec": {"contractNumber": "CC-long", "startDate": "2020-01-01", "endDate": "2099-12-31",
+                 "services": ["compute"], "endpoints": [world.endpoint],
+                 "commitments": [{"metric": "vcpu-hours", "quantity": "1"}]}
+    }))
+    .unwrap();
+    let dry_run = kube::api::PostParams {
+        dry_run: true,
+        ..Default::default()
+    };
+    let created = Api::<CommitmentContract>::namespaced(admin.clone(), &ns)
+        .create(&dry_run, &contract)
+        .await
+        .expect("a dry-run create of a contract with a 239-character name");
+    assert_eq!(label_of(&created), Some(shard_of(&ns, &long, SHARDS)));
+
     // Three shards, and a standby for shard 1 (started once its leader holds the lease). Short leases keep
     // the takeover quick; the chart's defaults are 15 s and 5 s.
     let lease_base = format!("shard-{}", world.run);
