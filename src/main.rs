@@ -68,6 +68,27 @@ struct RunArgs {
     concurrency: u16,
     #[command(flatten)]
     leader: LeaderElectionArgs,
+    #[command(flatten)]
+    shard: ShardArgs,
+}
+
+#[derive(clap::Args)]
+struct ShardArgs {
+    /// How many shards split the objects (each object's shard is its navigator.cloudpartner.io/shard label,
+    /// which the chart's admission policy sets); 1 reconciles every object.
+    #[arg(long, default_value_t = 1, env = "NAVIGATOR_SHARDS")]
+    shards: u32,
+    /// The shard this instance reconciles, from 0. With leader election its Lease is
+    /// `<lease name>-shard-<index>`, so each shard has its own leader and standbys.
+    #[arg(long, default_value_t = 0, env = "NAVIGATOR_SHARD_INDEX")]
+    shard_index: u32,
+}
+
+impl ShardArgs {
+    fn shard(&self) -> anyhow::Result<Option<navigator::runtime::shard::Shard>> {
+        let shard = navigator::runtime::shard::Shard::new(self.shard_index, self.shards)?;
+        Ok((shard.count > 1).then_some(shard))
+    }
 }
 
 #[derive(clap::Args)]
@@ -91,11 +112,18 @@ struct LeaderElectionArgs {
 }
 
 impl LeaderElectionArgs {
-    fn election(&self) -> Option<navigator::runtime::leader::LeaderElection> {
+    fn election(
+        &self,
+        shard: Option<navigator::runtime::shard::Shard>,
+    ) -> Option<navigator::runtime::leader::LeaderElection> {
+        let lease_name = match shard {
+            Some(shard) => shard.lease_name(&self.leader_election_lease_name),
+            None => self.leader_election_lease_name.clone(),
+        };
         self.leader_election
             .then(|| navigator::runtime::leader::LeaderElection {
                 namespace: self.leader_election_namespace.clone(),
-                lease_name: self.leader_election_lease_name.clone(),
+                lease_name,
                 identity: navigator::runtime::leader::default_identity(),
                 lease_duration: std::time::Duration::from_secs(self.leader_election_lease_seconds),
                 renew_margin: std::time::Duration::from_secs(self.leader_election_renew_margin_seconds),
@@ -105,6 +133,7 @@ impl LeaderElectionArgs {
 
 async fn run(args: RunArgs) -> anyhow::Result<()> {
     navigator::logging::init(args.log_format);
+    let shard = args.shard.shard()?;
     let client = kube::Client::try_default().await?;
     let settings = navigator::runtime::context::Settings {
         resync: std::time::Duration::from_secs(args.resync_seconds),
@@ -117,7 +146,8 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
             listen: args.listen,
             settings,
             selector: args.selector,
-            leader_election: args.leader.election(),
+            leader_election: args.leader.election(shard),
+            shard,
         },
     )
     .await

@@ -18,6 +18,9 @@ pub const GRANT_UID_LABEL: &str = "navigator.cloudpartner.io/access-grant-uid";
 pub const BILLING_PERIOD_LABEL: &str = "navigator.cloudpartner.io/billing-period";
 /// On an Invoice: the reseller the customer is attributed to.
 pub const RESELLER_LABEL: &str = "navigator.cloudpartner.io/reseller";
+/// On every object of Navigator's kinds when sharded: its shard, set by the chart's admission policy (see
+/// `crate::runtime::shard`).
+pub const SHARD_LABEL: &str = "navigator.cloudpartner.io/shard";
 
 // Annotations.
 

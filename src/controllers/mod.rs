@@ -36,6 +36,8 @@ pub struct RunOptions {
     pub selector: Option<String>,
     /// Reconcile only while holding this Lease (several replicas, one leader); always when `None`.
     pub leader_election: Option<leader::LeaderElection>,
+    /// Reconcile only this shard's objects (every object when `None`).
+    pub shard: Option<crate::runtime::shard::Shard>,
 }
 
 pub use registry::check_crds;
@@ -49,16 +51,22 @@ pub async fn run(client: kube::Client, options: RunOptions) -> anyhow::Result<()
     }
     let (stores, wakers, feeds) = registry::caches();
     let metrics = Arc::new(metrics::Metrics::default());
-    let ctx = Arc::new(Context::new(
+    let mut ctx = Context::new(
         client.clone(),
         options.settings.clone(),
         Arc::new(clock::SystemClock),
         stores,
         metrics,
-    ));
+    );
+    ctx.shard = options.shard;
+    let ctx = Arc::new(ctx);
     let leadership = Arc::new(leader::Leadership::new(ctx.metrics.leader.clone()));
     let server = server::serve(options.listen, ctx.clone(), leadership.clone());
-    info!(listen = %options.listen, "navigator controllers starting");
+    match options.shard {
+        Some(shard) => info!(listen = %options.listen, shard = shard.index, shards = shard.count,
+            "navigator controllers starting; reconciling one shard"),
+        None => info!(listen = %options.listen, "navigator controllers starting"),
+    }
     let controllers = futures::future::join_all(registry::start_all(client.clone(), config, ctx, wakers, feeds));
     // The watches and controllers run only while this instance leads (always, without leader election);
     // nothing above has touched the API server beyond the CRD check.

@@ -96,6 +96,8 @@ pub struct Context {
     pub metrics: Arc<Metrics>,
     pub stores: Stores,
     pub drivers: Drivers,
+    /// The shard this instance reconciles; every object when `None` (see [`crate::runtime::shard`]).
+    pub shard: Option<crate::runtime::shard::Shard>,
 }
 
 impl Context {
@@ -103,6 +105,12 @@ impl Context {
     /// cache or, when the cache does not hold it, from the API server. A cleanup may conclude that
     /// something is gone only from the API: a cache can lag behind, and "not cached" taken as "gone" once
     /// released finalizers without deleting anything on the endpoint.
+    /// Whether this instance reconciles `obj`: always unsharded, else only the objects of its shard. The
+    /// caches hold every shard (reconciles read across shards), so what another shard owns is skipped here.
+    pub fn owns<K: kube::Resource>(&self, obj: &K) -> bool {
+        self.shard.is_none_or(|shard| shard.owns(obj.meta()))
+    }
+
     pub async fn cached_or_live<K: Object>(
         &self,
         store: &Store<K>,
@@ -142,6 +150,7 @@ impl Context {
             metrics,
             stores,
             drivers: Drivers::default(),
+            shard: None,
         }
     }
 }

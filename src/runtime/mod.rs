@@ -14,4 +14,5 @@ pub mod part;
 pub mod reconciler;
 pub mod schedule;
 pub mod server;
+pub mod shard;
 pub mod watch;

@@ -106,6 +106,10 @@ fn key<P: Part>(obj: &P::Kind) -> String {
 
 /// The entry point given to `kube::runtime::Controller::run` for a part.
 pub async fn reconcile<P: Part>(obj: Arc<P::Kind>, ctx: Arc<Context>) -> Result<Action, Error> {
+    if !ctx.owns(&*obj) {
+        // Another shard's object: its instance computes this part too.
+        return Ok(Action::await_change());
+    }
     crate::runtime::server::CacheSync::global().wait_all_synced().await;
     if obj.meta().deletion_timestamp.is_some() {
         // Going: nothing of it is worth computing any more.

@@ -154,6 +154,10 @@ pub trait Managed: Object {
 
 /// The entry point given to `kube::runtime::Controller::run` for every kind.
 pub async fn reconcile<K: Managed>(obj: Arc<K>, ctx: Arc<Context>) -> Result<Action, Error> {
+    if !ctx.owns(&*obj) {
+        // Another shard's: its own instance reconciles it (woken here by a watch or a dependent's change).
+        return Ok(Action::await_change());
+    }
     // Every kind's cache must hold its first full list before any decision: a reference missing from a
     // cache still filling is not a missing reference (no false Stalled, no cleanup concluding "gone").
     crate::runtime::server::CacheSync::global().wait_all_synced().await;

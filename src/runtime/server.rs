@@ -118,7 +118,11 @@ async fn readyz(State(state): State<Arc<ServerState>>) -> impl IntoResponse {
 
 async fn metrics(State(state): State<Arc<ServerState>>) -> impl IntoResponse {
     let mut scraped = ScrapeGauges::default();
-    state.ctx.stores.record_gauges(&state.ctx, &mut scraped);
+    // The caches hold every shard, so one shard (the first) reports the object and business gauges and the
+    // others none: summed over instances, they still count each object once.
+    if state.ctx.shard.is_none_or(|shard| shard.index == 0) {
+        state.ctx.stores.record_gauges(&state.ctx, &mut scraped);
+    }
     state.ctx.metrics.backing_off.set(state.ctx.backoff.len() as i64);
     (
         [(

@@ -20,6 +20,7 @@ mod observability;
 mod packaging;
 mod request_tracker;
 mod retry_after;
+mod sharding;
 mod support_requests;
 mod tenants;
 
