@@ -3,7 +3,7 @@ SHELL := /bin/bash
 .DEFAULT_GOAL := help
 CARGO ?= cargo
 
-.PHONY: help build controlplane vcd-conformance cluster demo test lint generate check-generated ci deps helm-lint bench
+.PHONY: help build controlplane flux vcd-conformance cluster demo test lint generate check-generated ci deps helm-lint bench
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
@@ -14,6 +14,9 @@ build: ## Build the navigator binary
 controlplane: ## Build etcd, kube-apiserver, kube-controller-manager, kubectl and helm from Go modules (cached in .cache/bin)
 	tests/controlplane/build.sh
 
+flux: ## Build Flux's source-controller and kustomize-controller from their Go modules (cached in .cache/bin)
+	tests/flux/build.sh
+
 vcd-conformance: ## Build the Cloud Director conformance program (VMware's Go SDK) into .cache/bin when its sources changed
 	tests/vcd-conformance/build.sh
 
@@ -23,7 +26,7 @@ cluster: controlplane ## Start a local control plane on loopback until Ctrl-C
 demo: controlplane ## Show Navigator working end to end on a local control plane (Ctrl-C stops it; DEMO_EXIT=1 stops at the end)
 	scripts/demo.sh
 
-test: controlplane deps vcd-conformance ## Run every unit and integration test against a real control plane, then a DEMO_EXIT=1 demo
+test: controlplane flux deps vcd-conformance ## Run every unit and integration test against a real control plane, then a DEMO_EXIT=1 demo
 	scripts/test.sh
 
 lint: ## Formatting, clippy with warnings as errors, generated files unchanged

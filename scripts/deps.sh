@@ -17,6 +17,8 @@ need promtool prometheus
 # The invoice rendering test reads the PDF's text and renders its first page to PNG.
 need pdftotext poppler-utils
 need pdftoppm poppler-utils
+# The Flux test serves a Git repository on loopback with git http-backend (part of Debian's git).
+need git git
 # Request Tracker 5 with SQLite and its standalone web server: the support-request tests run a real RT.
 # dbconfig-no-thanks keeps the packaging from creating a database of its own (the tests make theirs);
 # msmtp-mta provides the mail transport RT's packages require without running a daemon; w3m silences a

@@ -15,6 +15,7 @@ mod restarts;
 
 mod access;
 mod drift;
+mod flux;
 mod gitops;
 mod observability;
 mod packaging;

@@ -18,6 +18,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 
+pub mod flux;
+pub mod git_server;
 pub mod request_tracker;
 pub use request_tracker::RequestTracker;
 
