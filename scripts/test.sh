@@ -5,7 +5,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bin="${NAVIGATOR_BIN:-$PWD/.cache/bin}"
 
-leftovers() { pgrep -f "^$bin/(etcd|kube-apiserver|kube-controller-manager)( |$)" || true; }
+leftovers() { pgrep -f "^$bin/(etcd|kube-apiserver|kube-controller-manager|kubelet|kube-proxy|kube-scheduler)( |$)" || true; }
 before="$(leftovers)"
 
 # Processes started since the start of this script must be gone (the watchdog gives them a few seconds to
