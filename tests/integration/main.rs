@@ -16,6 +16,7 @@ mod restarts;
 mod access;
 mod drift;
 mod gitops;
+mod in_cluster;
 mod observability;
 mod packaging;
 mod request_tracker;
