@@ -67,6 +67,11 @@ image="${NAVIGATOR_IMAGE:-ghcr.io/navigator-operator/navigator:$version}"
 archive="$out/navigator-$version.oci.tar"
 started=$SECONDS
 say "building the release binary ..."
+# Run from a test, cargo's variables for that test are set; build scripts that watch them (ring's) would
+# then rebuild, and again at the next build from a shell.
+for var in $(compgen -e); do
+	case "$var" in CARGO_PKG_* | CARGO_MANIFEST_* | CARGO_CRATE_NAME | CARGO_BIN_* | CARGO_TARGET_TMPDIR | CARGO_PRIMARY_PACKAGE | OUT_DIR) unset "$var" ;; esac
+done
 (cd "$root" && cargo build --release --locked --bin navigator)
 binary="$root/target/release/navigator"
 

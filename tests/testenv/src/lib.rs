@@ -243,8 +243,14 @@ impl ControlPlane {
             replace(&mut args, "endpoint-reconciler-type", "lease".into());
             // Pods get their ServiceAccount's token volume.
             replace(&mut args, "disable-admission-plugins", String::new());
-            args.push(format!("--kubelet-client-certificate={}", pki.join("kubelet-client.crt").display()));
-            args.push(format!("--kubelet-client-key={}", pki.join("kubelet-client.key").display()));
+            args.push(format!(
+                "--kubelet-client-certificate={}",
+                pki.join("kubelet-client.crt").display()
+            ));
+            args.push(format!(
+                "--kubelet-client-key={}",
+                pki.join("kubelet-client.key").display()
+            ));
             args.push("--kubelet-preferred-address-types=InternalIP".into());
         }
         args

@@ -193,7 +193,11 @@ disabled_plugins = ["io.containerd.snapshotter.v1.aufs", "io.containerd.snapshot
             &[format!("--config={}", dir.join("containerd.toml").display())],
         )?;
         node.wait_for(Duration::from_secs(30), "containerd", |n| {
-            n.ctr().arg("version").output().map(|o| o.status.success()).unwrap_or(false)
+            n.ctr()
+                .arg("version")
+                .output()
+                .map(|o| o.status.success())
+                .unwrap_or(false)
         })?;
         let pause = Command::new(repo_root().join("scripts/image.sh"))
             .arg("pause")
@@ -212,7 +216,8 @@ disabled_plugins = ["io.containerd.snapshotter.v1.aufs", "io.containerd.snapshot
         let kubeconfig = |name: &str| {
             format!(
                 "--kubeconfig={}",
-                dir.join(format!("kubeconfig-{}.yaml", name.replace(':', "-"))).display()
+                dir.join(format!("kubeconfig-{}.yaml", name.replace(':', "-")))
+                    .display()
             )
         };
         let scheduler = cp.bin().join("kube-scheduler");
@@ -398,7 +403,10 @@ disabled_plugins = ["io.containerd.snapshotter.v1.aufs", "io.containerd.snapshot
             .iter()
             .map(|(name, _)| format!("--- {name}:\n{}", self.log_tail(name, 15)))
             .collect();
-        bail!("timed out after {timeout:?} waiting for {what}; the end of each log:\n{}", tails.join("\n"))
+        bail!(
+            "timed out after {timeout:?} waiting for {what}; the end of each log:\n{}",
+            tails.join("\n")
+        )
     }
 
     /// Stops the node now and waits until its watchdog has cleaned up (it would otherwise do so when this
