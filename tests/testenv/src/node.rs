@@ -468,9 +468,13 @@ fi
 rest=""
 for name in "${!group[@]}"; do [ "$name" != kubelet ] && rest="$rest ${group[$name]}"; done
 stop $rest
-# Shims still holding our socket path (containerd starts them in groups of their own).
+# Shims still holding our socket path (containerd starts them in groups of their own), e.g. when containerd
+# was killed before us: their children are the containers (a shim is their subreaper).
 for p in /proc/[0-9]*; do
-  grep -qF "$dir/" "$p/cmdline" 2>/dev/null && kill -KILL "${p#/proc/}" 2>/dev/null
+  if grep -qF "$dir/" "$p/cmdline" 2>/dev/null; then
+    pkill -KILL -P "${p#/proc/}" 2>/dev/null
+    kill -KILL "${p#/proc/}" 2>/dev/null
+  fi
 done
 # kubelet's iptables chains (a canary, a hint) and kube-proxy's nftables table.
 for ipt in iptables ip6tables; do
