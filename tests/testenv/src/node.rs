@@ -435,7 +435,10 @@ fn spawn_watchdog(dir: &Path) -> Result<(Child, ChildStdin)> {
 trap '' INT TERM HUP
 dir="$1" lock="$2" bridge="$3"
 exec 9>>"$lock"
-flock 9
+if ! flock -n 9; then
+  echo waiting
+  flock -w 900 9 || { echo busy; exit 1; }
+fi
 echo locked
 declare -A group
 while read -r name pid; do group[$name]=$pid; done
@@ -510,13 +513,19 @@ rm -rf --one-file-system "$dir"
         .spawn()
         .context("starting the node's watchdog")?;
     let stdin = child.stdin.take().expect("piped stdin");
-    let mut line = String::new();
     // Another node on this machine (another test run, `make cluster NODE=1`) holds the lock until it stops.
     let mut stdout = BufReader::new(child.stdout.take().expect("piped stdout"));
-    eprintln!("[node] waiting for the machine's node lock {LOCK} ...");
+    let mut line = String::new();
     stdout.read_line(&mut line)?;
+    if line.trim() == "waiting" {
+        eprintln!("[node] another node runs on this machine; waiting up to 15 minutes for its lock {LOCK}");
+        line.clear();
+        stdout.read_line(&mut line)?;
+    }
     if line.trim() != "locked" {
-        bail!("the node's watchdog could not take the lock {LOCK}");
+        bail!(
+            "another node on this machine held the lock {LOCK} for 15 minutes (make cluster NODE=1, DEMO_NODE=1 make demo or another test run): stop it first"
+        );
     }
     Ok((child, stdin))
 }
