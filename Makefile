@@ -3,7 +3,7 @@ SHELL := /bin/bash
 .DEFAULT_GOAL := help
 CARGO ?= cargo
 
-.PHONY: help build controlplane flux vcd-conformance cluster demo test lint generate check-generated ci deps helm-lint bench
+.PHONY: help build controlplane flux vcd-conformance cluster demo test lint generate check-generated ci deps helm-lint bench image node
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
@@ -20,13 +20,19 @@ flux: ## Build Flux's source-controller and kustomize-controller from their Go m
 vcd-conformance: ## Build the Cloud Director conformance program (VMware's Go SDK) into .cache/bin when its sources changed
 	tests/vcd-conformance/build.sh
 
-cluster: controlplane ## Start a local control plane on loopback until Ctrl-C
-	$(CARGO) run -q -p navigator-testenv --bin navigator-testenv
+node: ## Build kubelet, kube-proxy and kube-scheduler from the same Go module (cached in .cache/bin)
+	tests/controlplane/build.sh --node
+
+image: ## Build the operator's OCI image without Docker (buildah from scratch) into .cache/image; prints digest and size
+	scripts/image.sh
+
+cluster: controlplane $(if $(NODE),node) ## Start a local control plane on loopback until Ctrl-C (NODE=1: with a node that runs pods)
+	$(CARGO) run -q -p navigator-testenv --bin navigator-testenv -- $(if $(NODE),--node)
 
 demo: controlplane ## Show Navigator working end to end on a local control plane (Ctrl-C stops it; DEMO_EXIT=1 stops at the end)
 	scripts/demo.sh
 
-test: controlplane flux deps vcd-conformance ## Run every unit and integration test against a real control plane, then a DEMO_EXIT=1 demo
+test: controlplane flux node deps vcd-conformance image ## Run every unit and integration test against a real control plane, then a DEMO_EXIT=1 demo
 	scripts/test.sh
 
 lint: ## Formatting, clippy with warnings as errors, generated files unchanged
@@ -35,7 +41,7 @@ lint: ## Formatting, clippy with warnings as errors, generated files unchanged
 	$(MAKE) --no-print-directory check-generated
 	$(MAKE) --no-print-directory helm-lint
 
-deps: ## Install the system packages the tests need when missing (lua5.1, Request Tracker 5, prometheus and promtool, poppler-utils)
+deps: ## Install the system packages the tests need when missing (lua5.1, Request Tracker 5, prometheus and promtool, poppler-utils, buildah, containerd, runc, CNI plugins, nftables)
 	scripts/deps.sh
 
 helm-lint: controlplane ## helm lint --strict on the chart, with its default values and with every option on

@@ -6,6 +6,10 @@
 #   DEMO_OPERATOR_PORT   loopback port of the operator's /metrics, /healthz, /readyz (default: a free one)
 #   DEMO_VCD_PORT        loopback port of the Cloud Director emulator (HTTPS; default: a free one)
 #   DEMO_EXIT=1          run everything, then stop everything; exit 0, or non-zero on any failure
+#   DEMO_NODE=1          run the operator as Pods: a node joins the control plane, the image `make image`
+#                        builds is imported and the chart installed with helm; the simulated cloud listens
+#                        on this machine's address (pods cannot reach loopback). Request Tracker and the
+#                        Cloud Director part are skipped (both serve on loopback only).
 #   DEMO_STATE_DIR       kubeconfig, logs and the rewritten examples (default .cache/demo, emptied first;
 #                        a directory given here must be empty or absent)
 #   NAVIGATOR_BIN        where kubectl and helm are (default .cache/bin)
@@ -14,6 +18,8 @@ cd "$(dirname "$0")/.."
 root="$PWD"
 bin="${NAVIGATOR_BIN:-$root/.cache/bin}"
 demo_exit="${DEMO_EXIT:-0}"
+demo_node="${DEMO_NODE:-}"
+[[ "$demo_node" == 0 ]] && demo_node=""
 if [[ -n "${DEMO_STATE_DIR:-}" ]]; then
 	state="$DEMO_STATE_DIR"
 	# Never empty a directory someone named: it could hold anything.
@@ -102,21 +108,28 @@ cleanup() {
 	local status=$?
 	trap - EXIT INT TERM
 	if [[ -n "$waiting" ]]; then stop_all "$waiting"; fi
-	if [[ -n "${pid_of[operator]:-}" ]]; then
-		if [[ "$status" -ne 0 && "$status" -ne 130 && -z "$reported" ]]; then
+	if [[ -n "${pid_of[operator]:-}" || -n "${pid_of[simulator]:-}" ]]; then
+		if [[ -n "${pid_of[operator]:-}" && "$status" -ne 0 && "$status" -ne 130 && -z "$reported" ]]; then
 			printf '\ndemo: last lines of the operator log (%s):\n' "${log_of[operator]}" >&2
 			tail -n 15 "${log_of[operator]}" | sed 's/^/  /' >&2
 		fi
-		stop_all "${pid_of[operator]}" "${pid_of[simulator]}" ${pid_of[cloud director]:+"${pid_of[cloud director]}"}
+		stop_all ${pid_of[operator]:+"${pid_of[operator]}"} "${pid_of[simulator]}" ${pid_of[cloud director]:+"${pid_of[cloud director]}"}
 	fi
 	# navigator-testenv's watchdog stops RT's server and removes its folder when the launcher exits.
 	if [[ -n "${pid_of[request tracker]:-}" ]]; then stop_all "${pid_of[request tracker]}"; fi
 	if [[ -n "${pid_of[control plane]:-}" ]]; then
 		# etcd, kube-apiserver and kube-controller-manager are children of navigator-testenv, whose
 		# watchdog stops them when it exits; wait for them too so that nothing outlives the demo.
-		local cp
+		# Its watchdogs stop them in order (a node's containers through containerd first): signal only the
+		# launcher, give them time, then stop whatever is left.
+		local cp _
 		mapfile -t cp < <(pgrep -P "${pid_of[control plane]}" || true)
-		stop_all "${pid_of[control plane]}" "${cp[@]}"
+		stop_all "${pid_of[control plane]}"
+		for _ in $(seq 1 300); do
+			any_running "${cp[@]}" || break
+			sleep 0.2
+		done
+		stop_all "${cp[@]}"
 	fi
 	wait 2>/dev/null || true
 	if [[ "$status" -ne 0 && "$status" -ne 130 ]]; then
@@ -158,8 +171,18 @@ navigator="$target/debug/navigator"
 testenv="$target/debug/navigator-testenv"
 [[ -x "$navigator" && -x "$testenv" ]] || fail "cargo build did not produce $navigator and $testenv"
 
-say "Starting etcd, kube-apiserver and kube-controller-manager on loopback"
-start "control plane" "$state/controlplane.log" "$testenv" --kubeconfig-out "$KUBECONFIG"
+node_args=()
+if [[ -n "$demo_node" ]]; then
+	say "Building the operator's image (make image: buildah from scratch, no daemon) and the node's binaries"
+	scripts/image.sh | tee "$state/image.txt"
+	image="$(sed -n 's/^image: *//p' "$state/image.txt")"
+	tests/controlplane/build.sh --node
+	node_args=(--node --import "$(sed -n 's/^archive: *//p' "$state/image.txt")")
+	say "Starting etcd, kube-apiserver and kube-controller-manager, and a node (containerd, kubelet, kube-proxy, kube-scheduler)"
+else
+	say "Starting etcd, kube-apiserver and kube-controller-manager on loopback"
+fi
+start "control plane" "$state/controlplane.log" "$testenv" --kubeconfig-out "$KUBECONFIG" "${node_args[@]}"
 wait_kubeconfig() {
 	for _ in $(seq 1 600); do [[ -f "$KUBECONFIG" ]] && return; sleep 0.5; done
 	fail "the control plane did not start in 5 minutes; see $state/controlplane.log"
@@ -172,13 +195,19 @@ kubectl version
 say "navigator --version"
 "$navigator" --version
 
+if [[ -n "$demo_node" ]]; then
+	say "kubectl get nodes -o wide"
+	grep -E '^Node|^Imported' "$state/controlplane.log" || true
+	kubectl get nodes -o wide
+fi
+
 say "Installing the CRDs"
 kubectl apply -f crds/
 watching kubectl wait --for=condition=Established -f crds/ --timeout=60s
 
 # The vendor's ticket system: a real Request Tracker when it is installed (make deps), else the simulator.
 rt=""
-if [[ -x /usr/share/request-tracker5/libexec/rt-server && -x /usr/sbin/rt-setup-database-5 ]]; then
+if [[ -z "$demo_node" && -x /usr/share/request-tracker5/libexec/rt-server && -x /usr/sbin/rt-setup-database-5 ]]; then
 	rt=1
 	say "Starting Request Tracker 5 on loopback (SQLite in a temporary folder): the vendor's ticket system"
 	start "request tracker" "$state/request-tracker.log" "$testenv" rt --env-out "$state/request-tracker.env"
@@ -196,16 +225,38 @@ fi
 
 sim_port="$(choose_port DEMO_SIMULATOR_PORT "${DEMO_OPERATOR_PORT:-}")"
 operator_port="$(choose_port DEMO_OPERATOR_PORT "$sim_port")"
-sim_url="http://127.0.0.1:$sim_port"
-say "Starting the simulated cloud on 127.0.0.1:$sim_port and the operator (metrics on 127.0.0.1:$operator_port)"
-start simulator "$state/simulator.log" "$navigator" simulator --listen "127.0.0.1:$sim_port" --provision-seconds 3
-start operator "$state/operator.log" "$navigator" run --listen "127.0.0.1:$operator_port"
 wait_http() { # URL: until something answers there
 	for _ in $(seq 1 300); do curl -s -o /dev/null "$1" && return; sleep 0.2; done
 	fail "nothing answers on $1 after 60 s"
 }
+if [[ -n "$demo_node" ]]; then
+	# The address of the default route, which pods reach through the node's bridge.
+	host="$(ip -4 route get 203.0.113.1 | sed -n 's/.* src \([0-9.]*\).*/\1/p')"
+	[[ -n "$host" ]] || fail "DEMO_NODE=1 needs an address beyond loopback that pods can reach"
+	sim_url="http://$host:$sim_port"
+	say "Starting the simulated cloud on $host:$sim_port; helm install of the chart with the image $image"
+	start simulator "$state/simulator.log" "$navigator" simulator --listen "$host:$sim_port" --provision-seconds 3
+	helm install navigator charts/navigator --namespace navigator-system --create-namespace \
+		--set "image.repository=${image%:*},image.tag=${image##*:},image.pullPolicy=Never"
+	watching kubectl -n navigator-system rollout status deployment/navigator --timeout=180s
+	kubectl -n navigator-system get pods -o wide
+	echo "The leader: $(kubectl -n navigator-system get lease navigator -o jsonpath='{.spec.holderIdentity}')"
+	# The leader's /metrics through the apiserver's proxy (the metrics Service may pick the standby, which
+	# computes no business metrics).
+	metrics() {
+		local leader
+		leader="$(kubectl -n navigator-system get lease navigator -o jsonpath='{.spec.holderIdentity}')"
+		kubectl get --raw "/api/v1/namespaces/navigator-system/pods/$leader:8080/proxy/metrics"
+	}
+else
+	sim_url="http://127.0.0.1:$sim_port"
+	say "Starting the simulated cloud on 127.0.0.1:$sim_port and the operator (metrics on 127.0.0.1:$operator_port)"
+	start simulator "$state/simulator.log" "$navigator" simulator --listen "127.0.0.1:$sim_port" --provision-seconds 3
+	start operator "$state/operator.log" "$navigator" run --listen "127.0.0.1:$operator_port"
+	watching wait_http "http://127.0.0.1:$operator_port/healthz"
+	metrics() { curl -sf "http://127.0.0.1:$operator_port/metrics"; }
+fi
 watching wait_http "$sim_url/"
-watching wait_http "http://127.0.0.1:$operator_port/healthz"
 
 say "A usage history dated last month on the simulator (X-Simulator-Time), so that there is a closed period to invoice"
 last_month="$(date -u -d "$(date -u +%Y-%m-01) -1 month" +%Y-%m)"
@@ -276,9 +327,11 @@ say "What the simulated cloud holds"
 curl -sSf -H "Authorization: Bearer navigator-dev-token" "$sim_url/v1/orgs"
 echo
 
-say "The role catalogue and the no-escalation admission policy, from the Helm chart's templates"
-helm template navigator charts/navigator --show-only templates/roles.yaml \
-	--show-only templates/access-admission.yaml | kubectl apply -f -
+if [[ -z "$demo_node" ]]; then
+	say "The role catalogue and the no-escalation admission policy, from the Helm chart's templates"
+	helm template navigator charts/navigator --show-only templates/roles.yaml \
+		--show-only templates/access-admission.yaml | kubectl apply -f -
+fi
 
 say "Access grants: RoleBindings in the provider and customer namespaces, users on the endpoint"
 watching kubectl wait --for=jsonpath='{.status.phase}'=Active accessgrants --all -n acme-cloud --timeout=120s
@@ -350,13 +403,37 @@ for format in pdf html; do
 done
 
 say "Business metrics on the operator's /metrics (a few of them), the Grafana dashboards and the alerts"
-curl -sf "http://127.0.0.1:$operator_port/metrics" |
+metrics |
 	grep -E '^navigator_(billing_estimated_charges|invoiced_total|commitment_amount|subscriptions|support_requests)\{'
 echo "Grafana dashboards (JSON; the chart ships them as ConfigMaps with metrics.dashboards.enabled=true):"
 echo "  $root/charts/navigator/dashboards/business.json"
 echo "  $root/charts/navigator/dashboards/operations.json"
 echo "Alert rules (the chart's PrometheusRule with metrics.prometheusRule.enabled=true):"
 echo "  $root/charts/navigator/rules/navigator.rules.yaml"
+
+if [[ -n "$demo_node" ]]; then
+	say "The operator runs as Pods (kubectl -n navigator-system get pods,lease)"
+	kubectl -n navigator-system get pods,lease -o wide
+	say "Cloud Director part skipped with DEMO_NODE=1: the emulator serves on loopback only, which pods cannot reach"
+	if [[ "$demo_exit" != 0 ]]; then
+		say "DEMO_EXIT=$demo_exit: the demo ran to the end; stopping everything it started"
+		exit 0
+	fi
+	say "The demo is up. From another terminal:"
+	echo "  export KUBECONFIG=$KUBECONFIG"
+	echo "  export PATH=$bin:\$PATH"
+	echo "  kubectl get navigator -A"
+	echo "  kubectl -n navigator-system get pods,lease   # the operator's pods and its leader"
+	echo "  kubectl -n navigator-system logs deployment/navigator"
+	echo "  kubectl get --raw /api/v1/namespaces/navigator-system/services/navigator-metrics:metrics/proxy/metrics"
+	echo "Press Ctrl-C to stop everything the demo started."
+	pids=()
+	for name in "${names[@]}"; do pids+=("${pid_of[$name]}"); done
+	while :; do
+		wait -n "${pids[@]}" || true
+		check_alive
+	done
+fi
 
 vcd_port="$(choose_port DEMO_VCD_PORT "$operator_port")"
 vcd_url="https://127.0.0.1:$vcd_port"

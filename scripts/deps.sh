@@ -24,6 +24,15 @@ need git git
 # msmtp-mta provides the mail transport RT's packages require without running a daemon; w3m silences a
 # warning at every RT start.
 need /usr/share/request-tracker5/libexec/rt-server request-tracker5 rt5-db-sqlite rt5-standalone dbconfig-no-thanks msmtp-mta w3m
+# The in-cluster tests build the operator's image without a daemon (buildah, from scratch; busybox-static makes
+# the node's pause image) and run a real node: containerd with runc, the CNI bridge plugins, and nftables for
+# kube-proxy's Service rules.
+need buildah buildah
+need containerd containerd
+need runc runc
+need busybox busybox-static
+need /usr/lib/cni/bridge containernetworking-plugins
+need nft nftables
 
 [[ ${#missing[@]} -eq 0 ]] && exit 0
 

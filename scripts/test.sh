@@ -5,7 +5,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bin="${NAVIGATOR_BIN:-$PWD/.cache/bin}"
 
-leftovers() { pgrep -f "^$bin/(etcd|kube-apiserver|kube-controller-manager|source-controller|kustomize-controller)( |$)" || true; }
+leftovers() { pgrep -f "^$bin/(etcd|kube-apiserver|kube-controller-manager|kubelet|kube-proxy|kube-scheduler|source-controller|kustomize-controller)( |$)" || true; }
 before="$(leftovers)"
 
 # Processes started since the start of this script must be gone (the watchdog gives them a few seconds to

@@ -41,13 +41,6 @@ if [[ ! -x "$bin/kstatus" || ! -f "$bin/STAMP.kstatus" || "$(cat "$bin/STAMP.kst
 	echo "$kstatus_stamp" >"$bin/STAMP.kstatus"
 fi
 
-if [[ -f "$bin/STAMP" && "$(cat "$bin/STAMP")" == "$stamp" ]] &&
-	for b in etcd kube-apiserver kube-controller-manager kubectl helm; do [[ -x "$bin/$b" ]] || exit 1; done; then
-	say "up to date in $bin ($stamp)"
-	exit 0
-fi
-rm -f "$bin/STAMP"
-
 minor="${kube_version#v1.}"
 minor="${minor%%.*}"
 version_flags="-X k8s.io/component-base/version.gitVersion=$kube_version"
@@ -55,6 +48,27 @@ version_flags+=" -X k8s.io/component-base/version.gitMajor=1 -X k8s.io/component
 version_flags+=" -X k8s.io/component-base/version.gitTreeState=clean"
 version_flags+=" -X k8s.io/client-go/pkg/version.gitVersion=$kube_version"
 version_flags+=" -X k8s.io/client-go/pkg/version.gitMajor=1 -X k8s.io/client-go/pkg/version.gitMinor=$minor"
+
+# `build.sh --node` also builds what a node needs (kubelet, kube-proxy, kube-scheduler) from the same module,
+# with a stamp of their own: only the in-cluster tests and `make cluster NODE=1` use them.
+if [[ "${1:-}" == "--node" ]]; then
+	node_stamp="kubernetes=$kube_version go=$(go env GOVERSION)"
+	if [[ ! -f "$bin/STAMP.node" || "$(cat "$bin/STAMP.node")" != "$node_stamp" ]] ||
+		! for b in kubelet kube-proxy kube-scheduler; do [[ -x "$bin/$b" ]] || exit 1; done; then
+		rm -f "$bin/STAMP.node"
+		(cd "$here" && CGO_ENABLED=0 build_with_progress "kubelet, kube-proxy and kube-scheduler $kube_version" \
+			go build -trimpath -ldflags "-s -w $version_flags" -o "$bin/" \
+			k8s.io/kubernetes/cmd/kubelet k8s.io/kubernetes/cmd/kube-proxy k8s.io/kubernetes/cmd/kube-scheduler)
+		echo "$node_stamp" >"$bin/STAMP.node"
+	fi
+fi
+
+if [[ -f "$bin/STAMP" && "$(cat "$bin/STAMP")" == "$stamp" ]] &&
+	for b in etcd kube-apiserver kube-controller-manager kubectl helm; do [[ -x "$bin/$b" ]] || exit 1; done; then
+	say "up to date in $bin ($stamp)"
+	exit 0
+fi
+rm -f "$bin/STAMP"
 
 export CGO_ENABLED=0
 cd "$here"

@@ -17,6 +17,7 @@ mod access;
 mod drift;
 mod flux;
 mod gitops;
+mod in_cluster;
 mod observability;
 mod packaging;
 mod request_tracker;

@@ -32,7 +32,7 @@ pub const FULLNAME: &str = "navigator";
 
 const WAIT: Duration = Duration::from_secs(180);
 
-fn chart_dir() -> PathBuf {
+pub(crate) fn chart_dir() -> PathBuf {
     navigator_testenv::repo_root().join("charts/navigator")
 }
 
@@ -78,7 +78,7 @@ pub(crate) fn helm_template(extra: &[&str]) -> Result<Vec<Value>, String> {
     Ok(yaml_documents(&String::from_utf8_lossy(&output.stdout)))
 }
 
-fn yaml_documents(text: &str) -> Vec<Value> {
+pub(crate) fn yaml_documents(text: &str) -> Vec<Value> {
     serde_yaml::Deserializer::from_str(text)
         .filter_map(|doc| {
             let value = <Value as serde::Deserialize>::deserialize(doc).expect("valid YAML");
@@ -137,7 +137,7 @@ async fn client_from(kubeconfig: &std::path::Path) -> kube::Client {
 /// The examples (`examples/*.yaml`), renamed for one run so tests can share the cluster: the provider
 /// namespace, the endpoint and its Secret get the run's names, the endpoint points at this test's
 /// simulator, and everything carries the run label. Returns the documents to apply.
-fn examples_for_run(run: &str, simulator: &Simulator) -> Vec<Value> {
+pub(crate) fn examples_for_run(run: &str, simulator: &Simulator) -> Vec<Value> {
     let renames: BTreeMap<&str, String> = BTreeMap::from([
         ("acme-cloud", format!("p-{run}")),
         ("simulator", format!("sim-{run}")),
@@ -204,13 +204,13 @@ fn kubectl_apply(docs: &[Value]) {
 
 /// A Navigator object named by the examples: kind, namespace (if namespaced) and name.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
-struct Named {
-    kind: String,
-    namespace: Option<String>,
-    name: String,
+pub(crate) struct Named {
+    pub(crate) kind: String,
+    pub(crate) namespace: Option<String>,
+    pub(crate) name: String,
 }
 
-fn navigator_objects(docs: &[Value]) -> Vec<Named> {
+pub(crate) fn navigator_objects(docs: &[Value]) -> Vec<Named> {
     docs.iter()
         .filter(|d| {
             d["apiVersion"]
@@ -253,7 +253,7 @@ async fn ready_of(client: &kube::Client, object: &Named) -> (bool, String) {
 }
 
 /// Waits until every object is Ready; on timeout the panic lists those that are not, with their reasons.
-async fn wait_all_ready(client: &kube::Client, objects: &[Named], timeout: Duration) {
+pub(crate) async fn wait_all_ready(client: &kube::Client, objects: &[Named], timeout: Duration) {
     let deadline = tokio::time::Instant::now() + timeout;
     loop {
         let mut waiting = Vec::new();

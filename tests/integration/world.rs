@@ -104,11 +104,16 @@ pub struct Simulator {
 
 impl Simulator {
     pub async fn start(name: &str, extra: &[&str]) -> Self {
+        Simulator::start_on("127.0.0.1", name, extra).await
+    }
+
+    /// A simulator listening on `host` (e.g. an address pods on the test node reach) instead of loopback.
+    pub async fn start_on(host: &str, name: &str, extra: &[&str]) -> Self {
         let port = free_port();
         let mut args = vec![
             "simulator".to_string(),
             "--listen".into(),
-            format!("127.0.0.1:{port}"),
+            format!("{host}:{port}"),
             "--token".into(),
             TOKEN.into(),
         ];
@@ -117,7 +122,7 @@ impl Simulator {
         let process = Process::spawn(args, vec![("RUST_LOG".into(), "warn".into())], log);
         let simulator = Simulator {
             _process: process,
-            url: format!("http://127.0.0.1:{port}"),
+            url: format!("http://{host}:{port}"),
         };
         let http = reqwest::Client::new();
         eventually(Duration::from_secs(30), "the simulator to listen", || {

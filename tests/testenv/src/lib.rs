@@ -9,7 +9,7 @@
 use std::collections::BTreeMap;
 use std::fs;
 use std::io::Write;
-use std::net::TcpListener;
+use std::net::{IpAddr, TcpListener};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, Command, Stdio};
@@ -20,7 +20,9 @@ use anyhow::{Context, Result, bail};
 
 pub mod flux;
 pub mod git_server;
+pub mod node;
 pub mod request_tracker;
+pub use node::Node;
 pub use request_tracker::RequestTracker;
 
 /// A person the control plane knows by a bearer token.
@@ -58,9 +60,20 @@ pub const IDENTITIES: &[Identity] = &[
 /// The Kubernetes version the harness builds; `tests/controlplane/go.mod` pins the same.
 pub const KUBERNETES_VERSION: &str = "v1.37.2";
 
+/// How [`ControlPlane::start_with`] starts the control plane; the default is the loopback-only one of the tests.
+#[derive(Clone, Debug, Default)]
+pub struct Options {
+    /// An address of this machine that pods can reach (see [`node::host_address`]): the apiserver listens on
+    /// every interface and advertises it as the `kubernetes` Service's endpoint, admits ServiceAccount tokens
+    /// into pods and knows the node's identities, and kube-controller-manager runs its default controllers, so
+    /// that a [`Node`] can join. Without it nothing listens beyond loopback.
+    pub advertise: Option<IpAddr>,
+}
+
 /// A running control plane. Dropping it stops every process it started; so does the end of the process.
 pub struct ControlPlane {
     dir: PathBuf,
+    advertise: Option<IpAddr>,
     server: String,
     etcd_url: String,
     bin: PathBuf,
@@ -113,6 +126,11 @@ impl ControlPlane {
     /// Builds what is missing, starts etcd, kube-apiserver and kube-controller-manager, and waits until
     /// the apiserver answers `/readyz` and the default namespace exists.
     pub fn start() -> Result<Self> {
+        Self::start_with(Options::default())
+    }
+
+    /// [`ControlPlane::start`] with options (e.g. reachable from a [`Node`]'s pods).
+    pub fn start_with(options: Options) -> Result<Self> {
         let bin = ensure_binaries()?;
         let dir = std::env::temp_dir().join(format!(
             "navigator-controlplane-{}-{}",
@@ -128,6 +146,7 @@ impl ControlPlane {
         let server = format!("https://127.0.0.1:{apiserver_port}");
         let cp = ControlPlane {
             dir: dir.clone(),
+            advertise: options.advertise,
             server,
             etcd_url: etcd_url.clone(),
             bin: bin.clone(),
@@ -153,13 +172,18 @@ impl ControlPlane {
         )?;
         cp.spawn("kube-apiserver", &cp.apiserver_args(apiserver_port))?;
         cp.wait_ready(Duration::from_secs(120))?;
+        // With a node: Deployments, ReplicaSets, EndpointSlices, default ServiceAccounts, the root CA ConfigMap.
+        let controllers = if cp.advertise.is_some() {
+            "*"
+        } else {
+            "garbage-collector-controller,namespace-controller,serviceaccount-token-controller"
+        };
         cp.spawn(
             "kube-controller-manager",
             &[
                 format!("--kubeconfig={}", cp.kubeconfig("admin").display()),
                 "--leader-elect=false".into(),
-                "--controllers=garbage-collector-controller,namespace-controller,serviceaccount-token-controller"
-                    .into(),
+                format!("--controllers={controllers}"),
                 format!(
                     "--service-account-private-key-file={}",
                     dir.join("pki/sa.key").display()
@@ -184,7 +208,7 @@ impl ControlPlane {
 
     fn apiserver_args(&self, port: u16) -> Vec<String> {
         let pki = self.dir.join("pki");
-        vec![
+        let mut args = vec![
             format!("--etcd-servers={}", self.etcd_url),
             format!("--cert-dir={}", pki.display()),
             format!("--tls-cert-file={}", pki.join("apiserver.crt").display()),
@@ -209,7 +233,29 @@ impl ControlPlane {
             "--audit-log-format=json".into(),
             "--audit-log-mode=blocking".into(),
             "--v=0".into(),
-        ]
+        ];
+        if let Some(address) = self.advertise {
+            let replace = |args: &mut Vec<String>, flag: &str, value: String| {
+                args.retain(|a| !a.starts_with(&format!("--{flag}=")));
+                args.push(format!("--{flag}={value}"));
+            };
+            replace(&mut args, "bind-address", "0.0.0.0".into());
+            replace(&mut args, "advertise-address", address.to_string());
+            // The `kubernetes` Service gets the advertised address as its endpoint, which pods reach.
+            replace(&mut args, "endpoint-reconciler-type", "lease".into());
+            // Pods get their ServiceAccount's token volume.
+            replace(&mut args, "disable-admission-plugins", String::new());
+            args.push(format!(
+                "--kubelet-client-certificate={}",
+                pki.join("kubelet-client.crt").display()
+            ));
+            args.push(format!(
+                "--kubelet-client-key={}",
+                pki.join("kubelet-client.key").display()
+            ));
+            args.push("--kubelet-preferred-address-types=InternalIP".into());
+        }
+        args
     }
 
     fn write_credentials(&self) -> Result<()> {
@@ -224,11 +270,22 @@ impl ControlPlane {
         let ca = ca_params.self_signed(&ca_key)?;
         let issuer = rcgen::Issuer::new(ca_params, ca_key);
         let server_key = rcgen::KeyPair::generate()?;
-        let mut server_params = rcgen::CertificateParams::new(vec![
+        let mut names = vec![
             "localhost".to_string(),
             "127.0.0.1".to_string(),
             "kubernetes.default.svc".to_string(),
-        ])?;
+        ];
+        // Pods reach the apiserver at the `kubernetes` Service's address, then the advertised one.
+        if let Some(address) = self.advertise {
+            names.extend([
+                "10.0.0.1".to_string(),
+                "kubernetes".to_string(),
+                "kubernetes.default".to_string(),
+                "kubernetes.default.svc.cluster.local".to_string(),
+                address.to_string(),
+            ]);
+        }
+        let mut server_params = rcgen::CertificateParams::new(names)?;
         server_params
             .distinguished_name
             .push(rcgen::DnType::CommonName, "kube-apiserver");
@@ -236,6 +293,20 @@ impl ControlPlane {
         fs::write(pki.join("ca.crt"), ca.pem())?;
         fs::write(pki.join("apiserver.crt"), server_cert.pem())?;
         fs::write(pki.join("apiserver.key"), server_key.serialize_pem())?;
+        if self.advertise.is_some() {
+            // The apiserver's client certificate for kubelets (logs, exec), which trust this CA only.
+            let client_key = rcgen::KeyPair::generate()?;
+            let mut client_params = rcgen::CertificateParams::new(Vec::<String>::new())?;
+            client_params
+                .distinguished_name
+                .push(rcgen::DnType::CommonName, "kube-apiserver-kubelet-client");
+            client_params
+                .distinguished_name
+                .push(rcgen::DnType::OrganizationName, "system:masters");
+            let client_cert = client_params.signed_by(&client_key, &issuer)?;
+            fs::write(pki.join("kubelet-client.crt"), client_cert.pem())?;
+            fs::write(pki.join("kubelet-client.key"), client_key.serialize_pem())?;
+        }
         let service_account_key = rcgen::KeyPair::generate()?;
         fs::write(pki.join("sa.key"), service_account_key.serialize_pem())?;
         fs::write(pki.join("sa.pub"), service_account_key.public_key_pem())?;
@@ -252,7 +323,15 @@ impl ControlPlane {
                 )
             })
             .collect();
-        fs::write(self.dir.join("tokens.csv"), tokens)?;
+        let node_tokens: String = if self.advertise.is_some() {
+            node::IDENTITIES
+                .iter()
+                .map(|(name, group)| format!("{},{name},{name},\"{group}\"\n", token_of(name)))
+                .collect()
+        } else {
+            String::new()
+        };
+        fs::write(self.dir.join("tokens.csv"), tokens + &node_tokens)?;
         fs::write(
             self.dir.join("audit-policy.yaml"),
             "apiVersion: audit.k8s.io/v1\nkind: Policy\nomitStages: [RequestReceived]\nrules:\n- level: Metadata\n  verbs: [create, update, patch, delete, deletecollection]\n- level: None\n",

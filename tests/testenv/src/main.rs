@@ -14,12 +14,16 @@ fn main() -> anyhow::Result<()> {
         return request_tracker(args);
     }
     let mut kubeconfig_out = None;
+    let mut with_node = false;
+    let mut imports = Vec::new();
     while let Some(arg) = args.next() {
         match arg.as_str() {
             "--kubeconfig-out" => kubeconfig_out = args.next(),
+            "--node" => with_node = true,
+            "--import" => imports.extend(args.next()),
             "--help" | "-h" => {
                 println!(
-                    "usage: navigator-testenv [--kubeconfig-out PATH]\nStarts etcd, kube-apiserver and kube-controller-manager on loopback until Ctrl-C."
+                    "usage: navigator-testenv [--kubeconfig-out PATH] [--node [--import OCI-ARCHIVE]...]\nStarts etcd, kube-apiserver and kube-controller-manager on loopback until Ctrl-C.\nWith --node also a node (containerd, kubelet, kube-proxy, kube-scheduler) that runs pods; --import loads an image (make image) into it."
                 );
                 return Ok(());
             }
@@ -27,7 +31,26 @@ fn main() -> anyhow::Result<()> {
         }
     }
     let started = Instant::now();
-    let cp = navigator_testenv::ControlPlane::start()?;
+    let cluster;
+    let plain;
+    let cp = if with_node {
+        cluster = navigator_testenv::node::Cluster::start()?;
+        for archive in &imports {
+            cluster.node.import_image(std::path::Path::new(archive))?;
+            println!("Imported {archive} into the node.");
+        }
+        println!(
+            "Node {} is Ready (containerd, kubelet, kube-proxy, kube-scheduler; started in {:.1?}); its logs are in {}.",
+            navigator_testenv::node::NODE_NAME,
+            cluster.node.start_time,
+            cluster.node.dir().display()
+        );
+        &cluster.control_plane
+    } else {
+        anyhow::ensure!(imports.is_empty(), "--import needs --node");
+        plain = navigator_testenv::ControlPlane::start()?;
+        &plain
+    };
     let admin = cp.kubeconfig("admin");
     if let Some(out) = &kubeconfig_out {
         // Written last and renamed into place, so a waiting script never reads half a file.
