@@ -146,6 +146,8 @@ impl ControlPlane {
                 format!("--initial-advertise-peer-urls={peer_url}"),
                 format!("--initial-cluster=navigator-test={peer_url}"),
                 "--unsafe-no-fsync".into(),
+                // The default 2 GiB quota fills up in a 100,000-object benchmark (`make bench`).
+                "--quota-backend-bytes=8589934592".into(),
                 "--log-level=warn".into(),
             ],
         )?;
