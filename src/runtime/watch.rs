@@ -442,14 +442,29 @@ pub(crate) fn drive<K: Managed>(
     controller: Controller<K>,
     ctx: Arc<Context>,
 ) -> futures::future::BoxFuture<'static, ()> {
-    run_controller(controller, reconcile::<K>, error_policy::<K>, ctx)
+    drive_debounced(controller, ctx, std::time::Duration::ZERO)
+}
+
+/// [`drive`], reconciling an object only once no trigger for it came for `debounce`: for a kind whose
+/// reconcile reads much (a contract reads the usage of every customer) and which a burst of changes
+/// elsewhere wakes many times over.
+pub(crate) fn drive_debounced<K: Managed>(
+    controller: Controller<K>,
+    ctx: Arc<Context>,
+    debounce: std::time::Duration,
+) -> futures::future::BoxFuture<'static, ()> {
+    let config = ControllerConfig::default()
+        .concurrency(ctx.settings.concurrency)
+        .debounce(debounce);
+    run_controller(controller.with_config(config), reconcile::<K>, error_policy::<K>, ctx)
 }
 
 pub(crate) fn drive_part<P: part::Part>(
     controller: Controller<P::Kind>,
     ctx: Arc<Context>,
 ) -> futures::future::BoxFuture<'static, ()> {
-    run_controller(controller, part::reconcile::<P>, part::error_policy::<P>, ctx)
+    let config = ControllerConfig::default().concurrency(ctx.settings.concurrency);
+    run_controller(controller.with_config(config), part::reconcile::<P>, part::error_policy::<P>, ctx)
 }
 
 pub(crate) fn run_controller<K, Fut>(
@@ -462,9 +477,7 @@ where
     K: reconciler::Object,
     Fut: std::future::Future<Output = Result<kube::runtime::controller::Action, error::Error>> + Send + 'static,
 {
-    let config = ControllerConfig::default().concurrency(ctx.settings.concurrency);
     controller
-        .with_config(config)
         .shutdown_on_signal()
         .run(reconcile, error_policy, ctx)
         .for_each(|_| futures::future::ready(()))
