@@ -57,12 +57,7 @@ fn to_k8s(
             ..Default::default()
         },
         reporting_controller: Some(reporter.controller.clone()),
-        reporting_instance: Some(
-            reporter
-                .instance
-                .clone()
-                .unwrap_or_else(|| reporter.controller.clone()),
-        ),
+        reporting_instance: Some(reporter.instance.clone().unwrap_or_else(|| reporter.controller.clone())),
         type_: Some(
             match event.type_ {
                 EventType::Normal => "Normal",
@@ -100,10 +95,7 @@ mod tests {
         let now = k8s_openapi::jiff::Timestamp::from_second(1_800_000_000).unwrap();
         let k8s = to_k8s(&reporter, &event, &reference, now);
         assert_eq!(k8s.metadata.namespace.as_deref(), Some("acme"));
-        assert_eq!(
-            k8s.metadata.name,
-            Some(format!("web.{:x}", now.as_nanosecond()))
-        );
+        assert_eq!(k8s.metadata.name, Some(format!("web.{:x}", now.as_nanosecond())));
         assert_eq!(k8s.type_.as_deref(), Some("Warning"));
         assert_eq!(k8s.reason.as_deref(), Some("NotEntitled"));
         assert_eq!(k8s.reporting_instance.as_deref(), Some("navigator"));

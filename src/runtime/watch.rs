@@ -464,7 +464,12 @@ pub(crate) fn drive_part<P: part::Part>(
     ctx: Arc<Context>,
 ) -> futures::future::BoxFuture<'static, ()> {
     let config = ControllerConfig::default().concurrency(ctx.settings.concurrency);
-    run_controller(controller.with_config(config), part::reconcile::<P>, part::error_policy::<P>, ctx)
+    run_controller(
+        controller.with_config(config),
+        part::reconcile::<P>,
+        part::error_policy::<P>,
+        ctx,
+    )
 }
 
 pub(crate) fn run_controller<K, Fut>(
@@ -513,15 +518,22 @@ mod tests {
         let mut binding = RoleBinding::default();
         binding.metadata.managed_fields = Some(vec![Default::default()]);
         binding.metadata.annotations = Some(
-            [(LAST_APPLIED, "{\"kind\":\"RoleBinding\"}"), (PENDING, "2026-11-30T07:00:00Z")]
-                .into_iter()
-                .map(|(k, v)| (k.to_string(), v.to_string()))
-                .collect(),
+            [
+                (LAST_APPLIED, "{\"kind\":\"RoleBinding\"}"),
+                (PENDING, "2026-11-30T07:00:00Z"),
+            ]
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect(),
         );
         lean(&mut binding);
         assert!(binding.metadata.managed_fields.is_none());
         let annotations = binding.metadata.annotations.clone().unwrap();
-        assert_eq!(annotations.keys().collect::<Vec<_>>(), [PENDING], "the create protocol's marks stay");
+        assert_eq!(
+            annotations.keys().collect::<Vec<_>>(),
+            [PENDING],
+            "the create protocol's marks stay"
+        );
         binding.metadata.annotations = Some([(LAST_APPLIED.to_string(), "{}".to_string())].into());
         lean(&mut binding);
         assert!(binding.metadata.annotations.is_none());

@@ -92,9 +92,7 @@ impl Tracker {
     where
         K: Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug + Conditions + Send + Sync + 'static,
     {
-        let tracker = Tracker {
-            seen: Arc::default(),
-        };
+        let tracker = Tracker { seen: Arc::default() };
         let seen = tracker.seen.clone();
         let config = watcher::Config::default().labels(&format!("{RUN_LABEL}={run}"));
         tokio::spawn(async move {
@@ -152,7 +150,11 @@ impl Tracker {
             .filter_map(|(name, ready)| Some(ready.saturating_duration_since(*seen.created.get(name)?)))
             .collect();
         took.sort();
-        let at = |q: f64| took.get(((took.len() as f64 - 1.0) * q).round() as usize).copied().unwrap_or_default();
+        let at = |q: f64| {
+            took.get(((took.len() as f64 - 1.0) * q).round() as usize)
+                .copied()
+                .unwrap_or_default()
+        };
         (at(0.5), at(0.99))
     }
 }
@@ -167,13 +169,21 @@ fn audited_writes(offset: u64, namespace: &str, run: &str) -> BTreeMap<String, u
     let mut counts = BTreeMap::new();
     for line in std::io::BufReader::new(file).lines() {
         let Ok(line) = line else { break };
-        let Ok(entry) = serde_json::from_str::<serde_json::Value>(&line) else { continue };
+        let Ok(entry) = serde_json::from_str::<serde_json::Value>(&line) else {
+            continue;
+        };
         let reference = &entry["objectRef"];
         let ns = reference["namespace"].as_str().unwrap_or_default();
         let name = reference["name"].as_str().unwrap_or_default();
         let ours = ns.is_empty() || ns == namespace || ns.starts_with(&format!("{namespace}-")) || name.contains(run);
-        let by_kubernetes = entry["user"]["username"].as_str().unwrap_or_default().starts_with("system:");
-        let by_bench = entry["requestURI"].as_str().unwrap_or_default().contains(OWN_FIELD_MANAGER);
+        let by_kubernetes = entry["user"]["username"]
+            .as_str()
+            .unwrap_or_default()
+            .starts_with("system:");
+        let by_bench = entry["requestURI"]
+            .as_str()
+            .unwrap_or_default()
+            .contains(OWN_FIELD_MANAGER);
         if !ours || by_kubernetes || by_bench {
             continue;
         }
@@ -181,13 +191,17 @@ fn audited_writes(offset: u64, namespace: &str, run: &str) -> BTreeMap<String, u
             Some(sub) => format!("{}/{sub}", reference["resource"].as_str().unwrap_or_default()),
             None => reference["resource"].as_str().unwrap_or_default().to_string(),
         };
-        *counts.entry(format!("{} {resource}", entry["verb"].as_str().unwrap_or_default())).or_insert(0) += 1;
+        *counts
+            .entry(format!("{} {resource}", entry["verb"].as_str().unwrap_or_default()))
+            .or_insert(0) += 1;
     }
     counts
 }
 
 fn audit_offset() -> u64 {
-    std::fs::metadata(crate::support::shared().audit_log()).map(|m| m.len()).unwrap_or(0)
+    std::fs::metadata(crate::support::shared().audit_log())
+        .map(|m| m.len())
+        .unwrap_or(0)
 }
 
 fn print_writes(counts: &BTreeMap<String, usize>, objects: usize) {
@@ -268,7 +282,8 @@ async fn minimal_writes(client: &kube::Client, n: usize) -> Duration {
                 .patch(&name, &PatchParams::apply("bench-user").force(), &Patch::Apply(&spec))
                 .await
                 .expect("baseline apply");
-            let with_finalizer = json!({"metadata": {"finalizers": [finalizer], "resourceVersion": created.resource_version()}});
+            let with_finalizer =
+                json!({"metadata": {"finalizers": [finalizer], "resourceVersion": created.resource_version()}});
             subs.patch(&name, &PatchParams::default(), &Patch::Merge(&with_finalizer))
                 .await
                 .expect("baseline finalizer");
@@ -289,7 +304,10 @@ async fn minimal_writes(client: &kube::Client, n: usize) -> Duration {
                               "namespace": ns_of(&created), "name": name, "uid": created.uid()}
             }))
             .unwrap();
-            events.create(&PostParams::default(), &event).await.expect("baseline event");
+            events
+                .create(&PostParams::default(), &event)
+                .await
+                .expect("baseline event");
         }
     })
     .await
@@ -309,7 +327,9 @@ async fn plain_writes(client: &kube::Client, n: usize) -> Duration {
         async move {
             let map: ConfigMap =
                 serde_json::from_value(json!({"metadata": {"name": format!("cm-{i}")}, "data": {"k": "v"}})).unwrap();
-            maps.create(&PostParams::default(), &map).await.expect("baseline create");
+            maps.create(&PostParams::default(), &map)
+                .await
+                .expect("baseline create");
         }
     })
     .await
@@ -459,7 +479,12 @@ async fn scale_mixed_customers_grants_and_support_requests() {
             let customer = format!("m{i:05}");
             world.customer(&customer, "Delete").await;
             world
-                .customer_grant(&format!("{customer}-admin"), &format!("u{i}"), "CustomerAdministrator", &customer)
+                .customer_grant(
+                    &format!("{customer}-admin"),
+                    &format!("u{i}"),
+                    "CustomerAdministrator",
+                    &customer,
+                )
                 .await;
             world.support_request(&format!("{customer}-case"), &customer).await;
         }
@@ -476,15 +501,20 @@ async fn scale_mixed_customers_grants_and_support_requests() {
     let writes = audited_writes(audit_from, &world.namespace, &world.run);
     let endpoint_requests = simulator.stats().await.requests.total - requests_before;
 
+    println!("mixed benchmark: {n} customers, {n} grants, {n} support requests, {CONCURRENT_WRITES} writes in flight");
     println!(
-        "mixed benchmark: {n} customers, {n} grants, {n} support requests, {CONCURRENT_WRITES} writes in flight"
+        "  applied in {applied:.2?} = {:.0} objects/s",
+        per_second(3 * n, applied)
     );
-    println!("  applied in {applied:.2?} = {:.0} objects/s", per_second(3 * n, applied));
     println!(
         "  all Ready {all_ready:.2?} after the first apply = {:.0} objects/s",
         per_second(3 * n, all_ready)
     );
-    for (kind, tracker) in [("customers", &customers), ("grants", &grants), ("support requests", &requests)] {
+    for (kind, tracker) in [
+        ("customers", &customers),
+        ("grants", &grants),
+        ("support requests", &requests),
+    ] {
         let (p50, p99) = tracker.latencies(|_| true);
         println!("  {kind}: creation to Ready p50 {p50:.2?}, p99 {p99:.2?}");
     }
