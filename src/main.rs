@@ -124,11 +124,6 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
     .await
 }
 
-// Navigator's heap is many small, long-lived cached objects next to short-lived JSON values (every watch
-// event is parsed through one): glibc's malloc keeps the holes those leave, mimalloc gives the pages back.
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     match parse_cli().command {
