@@ -55,8 +55,8 @@ check-generated: generate ## Fail when committed generated files differ from wha
 	@git diff --exit-code --stat -- crds charts/navigator/crds || { echo "Generated files are stale: run 'make generate' and commit the result." >&2; exit 1; }
 	@test -z "$$(git status --porcelain -- crds charts/navigator/crds)" || { echo "Untracked generated files: run 'make generate' and commit them." >&2; git status --porcelain -- crds charts/navigator/crds >&2; exit 1; }
 
-bench: controlplane ## Scale benchmark against the local control plane; prints figures (NAVIGATOR_BENCH_OBJECTS, default 1000)
-	$(CARGO) test --release --test integration bench:: -- --ignored --nocapture
+bench: controlplane ## Scale benchmarks against the local control plane, one at a time; prints figures (NAVIGATOR_BENCH_OBJECTS, default 10000)
+	$(CARGO) test --release --test integration bench:: -- --ignored --nocapture --test-threads=1
 
 ci: ## What CI runs: lint, then test
 	.ci/run

@@ -63,8 +63,9 @@ struct RunArgs {
     /// Only reconcile objects whose labels match this selector, e.g. `shard=a` (all objects when unset).
     #[arg(long, env = "NAVIGATOR_SELECTOR")]
     selector: Option<String>,
-    /// Reconciles of one kind running at once.
-    #[arg(long, default_value_t = 16, value_parser = clap::value_parser!(u16).range(1..=512))]
+    /// Reconciles of one kind running at once. A reconcile mostly waits on the API server and the endpoint
+    /// (each endpoint has its own cap, `maxConcurrentOperations`), so this is set well above the cores.
+    #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u16).range(1..=512))]
     concurrency: u16,
     #[command(flatten)]
     leader: LeaderElectionArgs,

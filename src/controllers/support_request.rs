@@ -203,8 +203,8 @@ impl SupportRequest {
         .await
     }
 
-    /// Records an Event. kube's recorder folds events with the same reason and action into one series that
-    /// keeps the first note, so `action` names what is new (the comment, the state) to keep each reply visible.
+    /// Records an Event; `action` names what is new (the comment, the state), so that a tool grouping events
+    /// by reason and action (as kube's own recorder does, keeping the first note) still shows each reply.
     async fn publish(&self, ctx: &Context, reason: &str, action: String, note: String) {
         let event = Event {
             type_: EventType::Normal,

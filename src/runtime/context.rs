@@ -5,12 +5,13 @@ use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
-use kube::runtime::events::{Recorder, Reporter};
+use kube::runtime::events::Reporter;
 use kube::runtime::reflector::{ObjectRef, Store};
 
 use crate::controllers::registry::Stores;
 use crate::endpoint::Driver;
 use crate::runtime::clock::Clock;
+use crate::runtime::events::Recorder;
 use crate::runtime::metrics::Metrics;
 use crate::runtime::reconciler::Object;
 use crate::runtime::schedule::Backoff;
@@ -39,7 +40,7 @@ impl Default for Settings {
             stalled_retry: Duration::from_secs(30),
             min_backoff: Duration::from_secs(1),
             max_backoff: Duration::from_secs(300),
-            concurrency: 16,
+            concurrency: 64,
         }
     }
 }

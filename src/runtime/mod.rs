@@ -8,6 +8,7 @@ pub mod conditions;
 pub mod context;
 pub mod create_protocol;
 pub mod error;
+pub mod events;
 pub mod leader;
 pub mod metrics;
 pub mod part;

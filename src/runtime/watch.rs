@@ -13,7 +13,7 @@ use k8s_openapi::api::core::v1::{Namespace, ObjectReference};
 use kube::api::{Api, ApiResource, DynamicObject, ObjectMeta};
 use kube::core::PartialObjectMeta;
 use kube::runtime::controller::{Config as ControllerConfig, Controller};
-use kube::runtime::events::{Event, EventType, Recorder};
+use kube::runtime::events::{Event, EventType};
 use kube::runtime::reflector::{self, ObjectRef};
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Resource, ResourceExt};
@@ -21,6 +21,7 @@ use serde::de::DeserializeOwned;
 use tracing::{debug, info, warn};
 
 use super::context::Context;
+use super::events::Recorder;
 use super::reconciler::{self, Managed, error_policy, reconcile};
 use super::{error, part, schedule, server};
 
@@ -119,6 +120,22 @@ pub(crate) fn watched<K: Managed>(
         .predicate_filter(change_key, Default::default())
 }
 
+/// What no reconcile reads, dropped before an object is cached: managedFields (the largest part of a
+/// server-side-applied object) and the copy of the whole object that a client-side `kubectl apply` keeps in
+/// an annotation. At 100,000 objects they would be most of the cache.
+pub(crate) fn lean<K: Resource>(obj: &mut K) {
+    let meta = obj.meta_mut();
+    meta.managed_fields = None;
+    if let Some(annotations) = meta.annotations.as_mut() {
+        annotations.remove(LAST_APPLIED);
+        if annotations.is_empty() {
+            meta.annotations = None;
+        }
+    }
+}
+
+const LAST_APPLIED: &str = "kubectl.kubernetes.io/last-applied-configuration";
+
 /// A watch feeding one cache, of a kind Navigator reconciles or of objects it writes (`name` says which, in
 /// logs and in the readiness of the caches). A lost watch (the API server restarting, say) is logged once,
 /// retried within seconds, and logged again when it is back, when `on_restored` gets the cache (which kept
@@ -133,9 +150,7 @@ pub(crate) fn cached<K: Cacheable>(
     server::CacheSync::global().expect(&name);
     let mut lost = false;
     events
-        // managedFields are the largest part of a server-side-applied object and nothing here reads them:
-        // dropping them before the cache keeps memory lean at thousands of objects.
-        .modify(|obj| kube::ResourceExt::managed_fields_mut(obj).clear())
+        .modify(lean)
         .reflect(writer)
         .inspect(move |event| match event {
             Err(error) if !lost => {
@@ -233,6 +248,9 @@ pub(crate) fn parse<K: Cacheable>(raw: DynamicObject) -> Result<K, Unparsable> {
     let DynamicObject { mut metadata, data, .. } = raw;
     // Dropped before the cache anyway (see `cached`): not worth converting.
     metadata.managed_fields = None;
+    if let Some(annotations) = metadata.annotations.as_mut() {
+        annotations.remove(LAST_APPLIED);
+    }
     let mut object = match data {
         serde_json::Value::Object(object) => object,
         _ => serde_json::Map::new(),
@@ -424,14 +442,34 @@ pub(crate) fn drive<K: Managed>(
     controller: Controller<K>,
     ctx: Arc<Context>,
 ) -> futures::future::BoxFuture<'static, ()> {
-    run_controller(controller, reconcile::<K>, error_policy::<K>, ctx)
+    drive_debounced(controller, ctx, std::time::Duration::ZERO)
+}
+
+/// [`drive`], reconciling an object only once no trigger for it came for `debounce`: for a kind whose
+/// reconcile reads much (a contract reads the usage of every customer) and which a burst of changes
+/// elsewhere wakes many times over.
+pub(crate) fn drive_debounced<K: Managed>(
+    controller: Controller<K>,
+    ctx: Arc<Context>,
+    debounce: std::time::Duration,
+) -> futures::future::BoxFuture<'static, ()> {
+    let config = ControllerConfig::default()
+        .concurrency(ctx.settings.concurrency)
+        .debounce(debounce);
+    run_controller(controller.with_config(config), reconcile::<K>, error_policy::<K>, ctx)
 }
 
 pub(crate) fn drive_part<P: part::Part>(
     controller: Controller<P::Kind>,
     ctx: Arc<Context>,
 ) -> futures::future::BoxFuture<'static, ()> {
-    run_controller(controller, part::reconcile::<P>, part::error_policy::<P>, ctx)
+    let config = ControllerConfig::default().concurrency(ctx.settings.concurrency);
+    run_controller(
+        controller.with_config(config),
+        part::reconcile::<P>,
+        part::error_policy::<P>,
+        ctx,
+    )
 }
 
 pub(crate) fn run_controller<K, Fut>(
@@ -444,9 +482,7 @@ where
     K: reconciler::Object,
     Fut: std::future::Future<Output = Result<kube::runtime::controller::Action, error::Error>> + Send + 'static,
 {
-    let config = ControllerConfig::default().concurrency(ctx.settings.concurrency);
     controller
-        .with_config(config)
         .shutdown_on_signal()
         .run(reconcile, error_policy, ctx)
         .for_each(|_| futures::future::ready(()))
@@ -476,6 +512,34 @@ mod tests {
         assert_eq!(customer.spec.display_name, "Globex");
         assert!(customer.metadata.managed_fields.is_none());
     }
+
+    #[test]
+    fn the_cache_keeps_no_managed_fields_nor_the_last_applied_copy_but_the_other_annotations() {
+        let mut binding = RoleBinding::default();
+        binding.metadata.managed_fields = Some(vec![Default::default()]);
+        binding.metadata.annotations = Some(
+            [
+                (LAST_APPLIED, "{\"kind\":\"RoleBinding\"}"),
+                (PENDING, "2026-11-30T07:00:00Z"),
+            ]
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect(),
+        );
+        lean(&mut binding);
+        assert!(binding.metadata.managed_fields.is_none());
+        let annotations = binding.metadata.annotations.clone().unwrap();
+        assert_eq!(
+            annotations.keys().collect::<Vec<_>>(),
+            [PENDING],
+            "the create protocol's marks stay"
+        );
+        binding.metadata.annotations = Some([(LAST_APPLIED.to_string(), "{}".to_string())].into());
+        lean(&mut binding);
+        assert!(binding.metadata.annotations.is_none());
+    }
+
+    const PENDING: &str = crate::api::keys::PENDING_INSTANCE;
 
     #[test]
     fn an_object_that_no_longer_parses_is_reported_and_the_cache_keeps_what_it_last_read() {

@@ -167,6 +167,8 @@ impl ControlPlane {
                 format!("--initial-advertise-peer-urls={peer_url}"),
                 format!("--initial-cluster=navigator-test={peer_url}"),
                 "--unsafe-no-fsync".into(),
+                // The default 2 GiB quota fills up in a 100,000-object benchmark (`make bench`).
+                "--quota-backend-bytes=8589934592".into(),
                 "--log-level=warn".into(),
             ],
         )?;
@@ -232,6 +234,9 @@ impl ControlPlane {
             format!("--audit-log-path={}", self.audit_log().display()),
             "--audit-log-format=json".into(),
             "--audit-log-mode=blocking".into(),
+            // Never rotated (the default rotates at 100 MB), so a count from an offset sees every write, also
+            // in a 100,000-object benchmark.
+            "--audit-log-maxsize=1000000".into(),
             "--v=0".into(),
         ];
         if let Some(address) = self.advertise {
