@@ -25,6 +25,7 @@ use crate::runtime::conditions::{self, Phase};
 use crate::runtime::context::Context;
 use crate::runtime::error::Error;
 use crate::runtime::reconciler::{Managed, Object, Outcome, Retry, next_action, object_key, retry_after_error};
+use crate::runtime::schedule;
 
 /// The status type of the kind a part belongs to.
 pub type StatusOf<P> = <<P as Part>::Kind as Object>::Status;
@@ -135,6 +136,8 @@ pub async fn reconcile<P: Part>(obj: Arc<P::Kind>, ctx: Arc<Context>) -> Result<
             },
         ),
     };
+    let (phase, recheck) = schedule::hold_back_young_stall(phase, schedule::age(obj.meta()));
+    let requeue = recheck.or(requeue);
     let mut status = status.unwrap_or_else(|| obj.status().cloned().unwrap_or_default());
     let written = write::<P>(&obj, P::take(&mut status), &phase, &ctx).await;
     ctx.metrics

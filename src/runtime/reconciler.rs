@@ -227,6 +227,8 @@ async fn apply_and_report<K: Managed>(obj: &K, ctx: &Context) -> Action {
             error.is_apiserver_unavailable(),
         ),
     };
+    let (phase, recheck) = schedule::hold_back_young_stall(phase, schedule::age(obj.meta()));
+    let requeue = recheck.or(requeue);
     let status = outcome_status.unwrap_or_else(|| obj.status().cloned().unwrap_or_default());
     if let Err(error) = write_status(obj, status, &phase, ctx).await {
         // Could not record the outcome: retry with backoff, the next attempt recomputes it.

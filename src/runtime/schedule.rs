@@ -69,6 +69,44 @@ impl Backoff {
     }
 }
 
+/// How long after its creation an object's Stalled outcome is held back. GitOps tools apply a whole folder
+/// at once and check health a moment later; in that moment the operator's caches may not hold the objects
+/// applied beside this one yet, so "your customer does not exist" would be a false Stalled, which Flux
+/// and Argo CD take as a failed sync. A stall that persists past the grace is reported as it is.
+pub const STALL_GRACE: Duration = Duration::from_secs(5);
+
+/// How soon an object whose stall was held back looks again.
+pub const STALL_RECHECK: Duration = Duration::from_secs(1);
+
+/// The reason reported while a young object's stall is held back.
+pub const RECHECKING: &str = "CheckingReferences";
+
+/// `phase` as reported for an object `age` old, and when to look again if that differs from the phase's
+/// default: a Stalled outcome within [`STALL_GRACE`] of the object's creation becomes Progressing with
+/// the stall's message, rechecked after [`STALL_RECHECK`].
+pub fn hold_back_young_stall(phase: Phase, age: Duration) -> (Phase, Option<Duration>) {
+    match phase {
+        Phase::Stalled { reason, message } if age < STALL_GRACE => (
+            Phase::progressing(
+                RECHECKING,
+                format!(
+                    "{reason}: {message} (checking again: objects applied together may not have reached the operator yet)"
+                ),
+            ),
+            Some(STALL_RECHECK),
+        ),
+        phase => (phase, None),
+    }
+}
+
+/// How long ago the object was created, by this machine's clock; zero when the API server's clock is ahead.
+pub fn age(meta: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta) -> Duration {
+    meta.creation_timestamp
+        .as_ref()
+        .and_then(|created| jiff::Timestamp::now().duration_since(created.0).try_into().ok())
+        .unwrap_or(Duration::ZERO)
+}
+
 /// How soon an object retries after the API server itself was unreachable or unavailable, whatever its
 /// own backoff: such a failure says nothing about the object, and when the API server returns, pending
 /// work should go on within seconds.
@@ -198,5 +236,20 @@ mod tests {
             let d = jitter(Duration::from_secs(100));
             assert!(d >= Duration::from_secs(90) && d <= Duration::from_secs(110), "{d:?}");
         }
+    }
+
+    #[test]
+    fn a_stall_right_after_creation_is_rechecked_before_it_is_reported() {
+        let stalled = Phase::stalled("CustomerOrgNotFound", "CustomerOrg acme does not exist");
+        let (young, recheck) = hold_back_young_stall(stalled.clone(), Duration::from_millis(300));
+        assert_eq!(young.reason(), RECHECKING);
+        assert!(matches!(young, Phase::Progressing { .. }));
+        assert!(young.message().contains("CustomerOrg acme does not exist"));
+        assert_eq!(recheck, Some(STALL_RECHECK));
+
+        let (old, none) = hold_back_young_stall(stalled.clone(), STALL_GRACE);
+        assert_eq!((old, none), (stalled, None));
+        let ready = Phase::ready("up");
+        assert_eq!(hold_back_young_stall(ready.clone(), Duration::ZERO), (ready, None));
     }
 }

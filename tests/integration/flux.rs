@@ -253,6 +253,15 @@ async fn flux_applies_the_examples_from_git_waits_for_navigator_and_reports_a_br
         if condition(&object, "Ready").is_some_and(|c| c["status"] == "True") {
             break object;
         }
+        // Objects applied together must not fail Flux's first health check while the operator's caches
+        // catch up: a correct commit goes straight to Ready.
+        if let Some(failed) = condition(&object, "Ready").filter(|c| c["reason"] == "HealthCheckFailed") {
+            panic!(
+                "the first sync of a correct commit failed its health check: {}\n{}",
+                failed["message"],
+                timeline.join("\n")
+            );
+        }
         // Flux has applied the commit (Healthy appears with its first health check) and is not Ready.
         let checked = condition(&object, "Healthy").is_some();
         if seen_waiting.is_none() && checked {
