@@ -80,26 +80,10 @@ fn kubectl(cluster: &Cluster, args: &[&str]) -> String {
 }
 
 fn kubectl_apply(cluster: &Cluster, docs: &[Value]) {
-    use std::io::Write;
-    let text: String = docs
-        .iter()
-        .map(|d| format!("---\n{}", serde_yaml::to_string(d).unwrap()))
-        .collect();
-    let mut child = cluster
-        .control_plane
-        .kubectl("admin")
-        .args(["apply", "--server-side", "--field-manager=navigator-tests", "-f", "-"])
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    child.stdin.take().unwrap().write_all(text.as_bytes()).unwrap();
-    let output = child.wait_with_output().unwrap();
-    assert!(
-        output.status.success(),
-        "kubectl apply failed:\n{}",
-        String::from_utf8_lossy(&output.stderr)
+    crate::support::kubectl_documents(
+        &cluster.control_plane,
+        &["apply", "--server-side", "--field-manager=navigator-tests"],
+        docs,
     );
 }
 

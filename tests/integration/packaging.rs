@@ -180,25 +180,10 @@ pub(crate) fn examples_for_run(run: &str, simulator: &Simulator) -> Vec<Value> {
 
 /// `kubectl apply --server-side` as the administrator (the platform team applying the manifests).
 fn kubectl_apply(docs: &[Value]) {
-    use std::io::Write;
-    let text: String = docs
-        .iter()
-        .map(|d| format!("---\n{}", serde_yaml::to_string(d).unwrap()))
-        .collect();
-    let mut child = shared()
-        .kubectl("admin")
-        .args(["apply", "--server-side", "--field-manager=navigator-tests", "-f", "-"])
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    child.stdin.take().unwrap().write_all(text.as_bytes()).unwrap();
-    let output = child.wait_with_output().unwrap();
-    assert!(
-        output.status.success(),
-        "kubectl apply failed:\n{}",
-        String::from_utf8_lossy(&output.stderr)
+    crate::support::kubectl_documents(
+        shared(),
+        &["apply", "--server-side", "--field-manager=navigator-tests"],
+        docs,
     );
 }
 

@@ -24,27 +24,7 @@ const LEASE_NAMESPACE: &str = "default";
 
 /// Applies (or, with `delete`, deletes) YAML documents with kubectl as the admin.
 fn kubectl(verb: &[&str], docs: &[Value]) {
-    use std::io::Write;
-    let text: String = docs
-        .iter()
-        .map(|d| format!("---\n{}", serde_yaml::to_string(d).unwrap()))
-        .collect();
-    let mut child = shared()
-        .kubectl("admin")
-        .args(verb)
-        .args(["-f", "-"])
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    child.stdin.take().unwrap().write_all(text.as_bytes()).unwrap();
-    let output = child.wait_with_output().unwrap();
-    assert!(
-        output.status.success(),
-        "kubectl {verb:?} failed:\n{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
+    crate::support::kubectl_documents(shared(), verb, docs);
 }
 
 /// The chart's sharding policy and binding for three shards, as shipped, except that the binding matches

@@ -44,3 +44,30 @@ pub async fn fresh_namespace(client: &kube::Client, prefix: &str) -> String {
         .expect("creating a test namespace");
     name
 }
+
+/// Runs `kubectl ARGS -f -` as the administrator of `control_plane` on YAML documents, failing the test with
+/// kubectl's own message when it refuses them.
+pub fn kubectl_documents(control_plane: &navigator_testenv::ControlPlane, args: &[&str], docs: &[serde_json::Value]) {
+    use std::io::Write;
+    use std::process::Stdio;
+    let text: String = docs
+        .iter()
+        .map(|d| format!("---\n{}", serde_yaml::to_string(d).unwrap()))
+        .collect();
+    let mut child = control_plane
+        .kubectl("admin")
+        .args(args)
+        .args(["-f", "-"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(text.as_bytes()).unwrap();
+    let output = child.wait_with_output().unwrap();
+    assert!(
+        output.status.success(),
+        "kubectl {args:?} failed:\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
