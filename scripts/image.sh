@@ -73,7 +73,9 @@ for var in $(compgen -e); do
 	case "$var" in CARGO_PKG_* | CARGO_MANIFEST_* | CARGO_CRATE_NAME | CARGO_BIN_* | CARGO_TARGET_TMPDIR | CARGO_PRIMARY_PACKAGE | OUT_DIR) unset "$var" ;; esac
 done
 (cd "$root" && cargo build --release --locked --bin navigator)
-binary="$root/target/release/navigator"
+# Cargo's target folder, which CARGO_TARGET_DIR or a config may move away from the repository.
+target="$(cd "$root" && cargo metadata --format-version 1 --no-deps | sed -n 's/.*"target_directory":"\([^"]*\)".*/\1/p')"
+binary="$target/release/navigator"
 
 rootfs="$out/rootfs"
 rm -rf "$rootfs"
