@@ -214,18 +214,7 @@ impl Flux {
 
     /// Stops both controllers now (the watchdog would otherwise do it when this process ends).
     pub fn stop(&self) {
-        for (_, child) in self.processes.lock().unwrap().iter_mut().rev() {
-            let _ = Command::new("kill")
-                .args(["-TERM", &child.id().to_string()])
-                .stderr(Stdio::null())
-                .status();
-            let deadline = Instant::now() + Duration::from_secs(10);
-            while Instant::now() < deadline && matches!(child.try_wait(), Ok(None)) {
-                std::thread::sleep(Duration::from_millis(50));
-            }
-            let _ = child.kill();
-            let _ = child.wait();
-        }
+        crate::stop_children(&self.processes);
         self.watchdog.lock().unwrap().take();
     }
 }

@@ -580,21 +580,26 @@ impl ControlPlane {
 
     /// Stops every process now (the watchdog would otherwise do it when this process ends).
     pub fn stop(&self) {
-        for (_, child) in self.processes.lock().unwrap().iter_mut().rev() {
-            let _ = Command::new("kill")
-                .arg("-TERM")
-                .arg(child.id().to_string())
-                .stderr(Stdio::null())
-                .status();
-            let deadline = Instant::now() + Duration::from_secs(10);
-            while Instant::now() < deadline && matches!(child.try_wait(), Ok(None)) {
-                std::thread::sleep(Duration::from_millis(50));
-            }
-            let _ = child.kill();
-            let _ = child.wait();
-        }
+        stop_children(&self.processes);
         // Closing the pipe lets the watchdog remove the directory and exit.
         self.watchdog.lock().unwrap().take();
+    }
+}
+
+/// Stops `processes` in reverse start order: SIGTERM, up to 10 s to exit, then SIGKILL.
+pub(crate) fn stop_children(processes: &Mutex<Vec<(String, Child)>>) {
+    for (_, child) in processes.lock().unwrap().iter_mut().rev() {
+        let _ = Command::new("kill")
+            .arg("-TERM")
+            .arg(child.id().to_string())
+            .stderr(Stdio::null())
+            .status();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline && matches!(child.try_wait(), Ok(None)) {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = child.kill();
+        let _ = child.wait();
     }
 }
 
