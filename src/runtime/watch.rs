@@ -113,7 +113,8 @@ pub(crate) fn watched<K: Managed>(
     on_restored: impl Fn(&reflector::Store<K>) + Send + 'static,
 ) -> impl futures::Stream<Item = Result<K, watcher::Error>> + Send + 'static {
     let (client, config, cache, recorder) = (client.clone(), config.clone(), writer.as_reader(), recorder.clone());
-    let events = relisting(move || tolerant_watcher(&client, &config, cache.clone(), &recorder));
+    let events =
+        relisting(move || tolerant_watcher(&client, &config, cache.clone(), &recorder)).modify(only_shard_label);
     cached(K::kind(&()).to_string(), events, writer, on_restored)
         .applied_objects()
         .inspect_ok(move |obj| on_change(obj))
@@ -132,6 +133,19 @@ pub(crate) fn lean<K: Resource>(obj: &mut K) {
             meta.annotations = None;
         }
     }
+}
+
+/// Of the labels of Navigator's own kinds, only the shard's is read (to skip what another shard owns); the
+/// `--selector` is applied by the API server. Users' and GitOps tools' labels are dropped before the cache:
+/// even one label costs a whole map node (over 500 bytes) per object. (The objects Navigator writes keep
+/// theirs: their labels say who owns them.)
+pub(crate) fn only_shard_label<K: Resource>(obj: &mut K) {
+    let meta = obj.meta_mut();
+    let shard = meta
+        .labels
+        .as_mut()
+        .and_then(|labels| labels.remove_entry(super::shard::LABEL));
+    meta.labels = shard.map(|(key, value)| std::collections::BTreeMap::from([(key, value)]));
 }
 
 const LAST_APPLIED: &str = "kubectl.kubernetes.io/last-applied-configuration";
@@ -456,7 +470,49 @@ pub(crate) fn drive_debounced<K: Managed>(
     let config = ControllerConfig::default()
         .concurrency(ctx.settings.concurrency)
         .debounce(debounce);
-    run_controller(controller.with_config(config), reconcile::<K>, error_policy::<K>, ctx)
+    let resyncs = resyncs(controller.store(), ctx.settings.resync);
+    run_controller(
+        controller.with_config(config).reconcile_on(resyncs),
+        reconcile::<K>,
+        error_policy::<K>,
+        ctx,
+    )
+}
+
+/// The objects of `store` to re-check for drift, each once per `period`, in the second of the period its
+/// key gives ([`schedule::resync_slot`]): one walk of the cache per second instead of a timer held per
+/// object. A Ready object waits for this (and for changes); others keep their own requeues.
+pub(crate) fn resyncs<K: reconciler::Object>(
+    store: reflector::Store<K>,
+    period: std::time::Duration,
+) -> impl futures::Stream<Item = ObjectRef<K>> + Send + 'static {
+    let period_secs = period.as_secs().max(1);
+    let start = tokio::time::Instant::now();
+    let mut ticks = tokio::time::interval_at(
+        start + std::time::Duration::from_secs(1),
+        std::time::Duration::from_secs(1),
+    );
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    futures::stream::unfold((ticks, 0u64), move |(mut ticks, from)| {
+        let store = store.clone();
+        async move {
+            ticks.tick().await;
+            let to = start.elapsed().as_secs();
+            let due: Vec<ObjectRef<K>> = store
+                .state()
+                .iter()
+                .filter(|obj| {
+                    let meta = obj.meta();
+                    let name = meta.name.as_deref().unwrap_or_default();
+                    let slot = schedule::resync_slot(meta.namespace.as_deref(), name, period_secs);
+                    schedule::resync_due(slot, from, to, period_secs)
+                })
+                .map(|obj| ObjectRef::from_obj(obj.as_ref()))
+                .collect();
+            Some((futures::stream::iter(due), (ticks, to.max(from))))
+        }
+    })
+    .flatten()
 }
 
 pub(crate) fn drive_part<P: part::Part>(
@@ -464,8 +520,9 @@ pub(crate) fn drive_part<P: part::Part>(
     ctx: Arc<Context>,
 ) -> futures::future::BoxFuture<'static, ()> {
     let config = ControllerConfig::default().concurrency(ctx.settings.concurrency);
+    let resyncs = resyncs(controller.store(), ctx.settings.resync);
     run_controller(
-        controller.with_config(config),
+        controller.with_config(config).reconcile_on(resyncs),
         part::reconcile::<P>,
         part::error_policy::<P>,
         ctx,
@@ -540,6 +597,33 @@ mod tests {
     }
 
     const PENDING: &str = crate::api::keys::PENDING_INSTANCE;
+
+    #[test]
+    fn navigator_kinds_are_cached_with_their_shard_label_only() {
+        let labelled = |labels: &[(&str, &str)]| {
+            let mut org: CustomerOrg = serde_json::from_value(json!({"metadata": {"name": "globex"}, "spec": {"displayName": "Globex", "tenantName": "globex", "endpointRef": {"name": "sim"}}})).unwrap();
+            org.metadata.labels = Some(labels.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect());
+            org
+        };
+        let mut org = labelled(&[
+            ("app.kubernetes.io/instance", "customers"),
+            (crate::runtime::shard::LABEL, "2"),
+            ("team", "platform"),
+        ]);
+        only_shard_label(&mut org);
+        assert_eq!(
+            org.metadata.labels,
+            Some([(crate::runtime::shard::LABEL.to_string(), "2".to_string())].into())
+        );
+        assert_eq!(
+            crate::runtime::shard::owner(&org.metadata, 3),
+            2,
+            "the shard still reads it"
+        );
+        let mut org = labelled(&[("team", "platform")]);
+        only_shard_label(&mut org);
+        assert_eq!(org.metadata.labels, None);
+    }
 
     #[test]
     fn an_object_that_no_longer_parses_is_reported_and_the_cache_keeps_what_it_last_read() {

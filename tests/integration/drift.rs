@@ -273,3 +273,43 @@ async fn an_object_that_no_longer_parses_is_reported_and_the_others_of_its_kind_
     })
     .await;
 }
+
+/// Drift on the endpoint itself, which no watch sees: an instance deleted there behind Navigator's back is
+/// found and made again at the object's next resync (every 5 s here), although a Ready object holds no
+/// timer of its own (the resync walks the cache).
+#[tokio::test]
+async fn an_instance_deleted_on_the_endpoint_is_made_again_at_the_next_resync() {
+    let simulator = Simulator::start("resync", &["--provision-seconds", "0"]).await;
+    let world = World::new("resync", &simulator, 50).await;
+    let _operator = Operator::start_with(
+        &format!("operator-{}", world.run),
+        &world.run,
+        &crate::support::shared().kubeconfig("admin"),
+        &["--resync-seconds", "5"],
+        &[],
+    );
+    world.customer("acme", "Delete").await;
+    world.subscription("app", "acme", 1).await;
+    world.all_ready(&world.subscriptions(), WAIT).await;
+    let org = world.tenant("acme");
+    assert_eq!(simulator.instance_names(&org).await, vec!["app".to_string()]);
+
+    let deleted = reqwest::Client::new()
+        .delete(format!("{}/v1/orgs/{org}/instances/app", simulator.url))
+        .bearer_auth(crate::world::TOKEN)
+        .send()
+        .await
+        .unwrap();
+    assert!(deleted.status().is_success(), "{}", deleted.status());
+    eventually(
+        Duration::from_secs(3),
+        "the instance to be gone on the endpoint",
+        || async { simulator.instance_names(&org).await.is_empty().then_some(()) },
+    )
+    .await;
+    // One resync period, plus the time to look and make it again.
+    eventually(Duration::from_secs(15), "the instance to be made again", || async {
+        (simulator.instance_names(&org).await == vec!["app".to_string()]).then_some(())
+    })
+    .await;
+}
