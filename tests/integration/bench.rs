@@ -41,6 +41,9 @@ fn per_second(count: usize, took: Duration) -> f64 {
 struct ProcessUse {
     peak_mib: f64,
     rss_mib: f64,
+    /// Of the resident memory now: anonymous (heap, stacks) and file-backed (the binary's code and libraries).
+    anon_mib: f64,
+    file_mib: f64,
     cpu_seconds: f64,
 }
 
@@ -68,6 +71,8 @@ fn process_use(pid: u32) -> Option<ProcessUse> {
     Some(ProcessUse {
         peak_mib: kib("VmHWM:")? / 1024.0,
         rss_mib: kib("VmRSS:")? / 1024.0,
+        anon_mib: kib("RssAnon:")? / 1024.0,
+        file_mib: kib("RssFile:")? / 1024.0,
         cpu_seconds: ticks / hz,
     })
 }
@@ -349,8 +354,8 @@ fn operator(world: &World) -> Operator {
 fn print_process(operator: &Operator) {
     match operator.process.pid().and_then(process_use) {
         Some(u) => println!(
-            "  operator: peak resident memory {:.1} MiB (now {:.1} MiB), CPU {:.1} s",
-            u.peak_mib, u.rss_mib, u.cpu_seconds
+            "  operator: peak resident memory {:.1} MiB (now {:.1} MiB: {:.1} anonymous, {:.1} file-backed), CPU {:.1} s",
+            u.peak_mib, u.rss_mib, u.anon_mib, u.file_mib, u.cpu_seconds
         ),
         None => println!("  operator memory and CPU: unknown (no /proc)"),
     }

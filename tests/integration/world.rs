@@ -41,6 +41,8 @@ fn navigator_binary() -> &'static str {
 /// A process killed when dropped (also when the test panics).
 pub struct Process {
     child: Option<Child>,
+    /// Words run before the binary (a profiler such as `heaptrack -o FILE`), or none.
+    wrapper: Vec<String>,
     command: Vec<String>,
     envs: Vec<(String, String)>,
     log: std::path::PathBuf,
@@ -48,8 +50,18 @@ pub struct Process {
 
 impl Process {
     fn spawn(args: Vec<String>, envs: Vec<(String, String)>, log: std::path::PathBuf) -> Self {
+        Process::spawn_wrapped(Vec::new(), args, envs, log)
+    }
+
+    fn spawn_wrapped(
+        wrapper: Vec<String>,
+        args: Vec<String>,
+        envs: Vec<(String, String)>,
+        log: std::path::PathBuf,
+    ) -> Self {
         let mut process = Process {
             child: None,
+            wrapper,
             command: args,
             envs,
             log,
@@ -65,7 +77,9 @@ impl Process {
             .append(true)
             .open(&self.log)
             .unwrap();
-        let child = Command::new(navigator_binary())
+        let mut words = self.wrapper.iter().map(String::as_str).chain([navigator_binary()]);
+        let child = Command::new(words.next().unwrap())
+            .args(words)
             .args(&self.command)
             .envs(self.envs.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             .stdin(Stdio::null())
@@ -377,8 +391,12 @@ impl Operator {
             ("RUST_LOG".into(), "info,navigator=debug,kube=warn".into()),
         ];
         envs.extend(extra_env.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+        // A profiler to run the operator under, e.g. `NAVIGATOR_OPERATOR_PROFILER="heaptrack -o target/heap"`
+        // (the process then measured by the benchmarks is the profiler's).
+        let profiler = std::env::var("NAVIGATOR_OPERATOR_PROFILER").unwrap_or_default();
+        let wrapper = profiler.split_whitespace().map(String::from).collect();
         Operator {
-            process: Process::spawn(args, envs, log_path(log_name)),
+            process: Process::spawn_wrapped(wrapper, args, envs, log_path(log_name)),
             url: format!("http://127.0.0.1:{port}"),
         }
     }
