@@ -1,6 +1,13 @@
 //! The `navigator` command line: parsing and dispatch only. Each subcommand's work lives in the library.
 use clap::{Parser, Subcommand};
 
+/// jemalloc instead of glibc's malloc (for every allocation in the process, C libraries' too): the
+/// operator's caches are many small, long-lived allocations made and freed by several threads, which
+/// glibc's per-thread arenas fragment. Measured with `make bench` at 10,000 subscriptions: peak resident
+/// memory 72 MiB with glibc, 53 with jemalloc (mimalloc 3: 82).
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 /// Navigator runs a cloud service provider's partner business as Kubernetes resources.
 #[derive(Parser)]
 #[command(name = "navigator", version, about)]
