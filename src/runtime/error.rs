@@ -28,6 +28,11 @@ pub enum Error {
     /// Adding or removing the finalizer failed.
     #[error("finalizer: {0}")]
     Finalizer(String),
+    /// The finalizer patch was refused because the cached copy it was made from is behind the API server
+    /// (kube's patch tests the finalizer list it read): a reconcile raced the watch, e.g. a wake-up right
+    /// after the finalizer was added. Not a failure; the object looks again once the watch has caught up.
+    #[error("the cached copy is behind the API server ({0}); looking again shortly")]
+    Outdated(String),
 }
 
 impl Error {
@@ -59,6 +64,7 @@ impl Error {
             Error::Endpoint(error) => Phase::failed(error.reason(), error.to_string()),
             Error::Kube(error) => Phase::failed("KubernetesApiError", error.to_string()),
             Error::Finalizer(message) => Phase::failed("FinalizerError", message.clone()),
+            Error::Outdated(message) => Phase::progressing("Outdated", message),
             Error::CleanupPending { reason, message } => Phase::progressing(reason, message),
         }
     }
@@ -90,6 +96,7 @@ impl Error {
             Error::Endpoint(_) => "endpoint",
             Error::Kube(_) => "kubernetes",
             Error::Finalizer(_) => "finalizer",
+            Error::Outdated(_) => "outdated",
             Error::CleanupPending { .. } => "cleanup_pending",
         }
     }
@@ -97,6 +104,12 @@ impl Error {
     pub fn from_finalizer(error: finalizer::Error<Error>) -> Self {
         match error {
             finalizer::Error::ApplyFailed(error) | finalizer::Error::CleanupFailed(error) => error,
+            finalizer::Error::AddFinalizer(kube::Error::Api(status))
+            | finalizer::Error::RemoveFinalizer(kube::Error::Api(status))
+                if status.code == 422 || status.code == 409 =>
+            {
+                Error::Outdated(status.message.clone())
+            }
             finalizer::Error::AddFinalizer(error) | finalizer::Error::RemoveFinalizer(error) => Error::Kube(error),
             other => Error::Finalizer(other.to_string()),
         }
@@ -157,6 +170,29 @@ mod tests {
         );
         assert!(!api_error(403).is_apiserver_unavailable());
         assert!(!Error::stalled("NotEntitled", "no contract").is_apiserver_unavailable());
+    }
+
+    #[test]
+    fn a_finalizer_patch_refused_for_a_stale_copy_is_outdated_not_a_failure() {
+        let refused = |code: u16| {
+            kube::Error::Api(Box::new(
+                kube::core::Status::failure(
+                    "the server rejected our request due to an error in our request",
+                    "Invalid",
+                )
+                .with_code(code),
+            ))
+        };
+        let outdated = Error::from_finalizer(finalizer::Error::AddFinalizer(refused(422)));
+        assert!(matches!(outdated, Error::Outdated(_)), "{outdated:?}");
+        assert!(matches!(outdated.phase(), Phase::Progressing { .. }));
+        let outdated = Error::from_finalizer(finalizer::Error::RemoveFinalizer(refused(409)));
+        assert!(matches!(outdated, Error::Outdated(_)), "{outdated:?}");
+        let forbidden = Error::from_finalizer(finalizer::Error::AddFinalizer(refused(403)));
+        assert!(
+            matches!(forbidden, Error::Kube(_)),
+            "a refusal of another kind stays a failure"
+        );
     }
 
     #[test]

@@ -180,7 +180,7 @@ pub async fn reconcile<K: Managed>(obj: Arc<K>, ctx: Arc<Context>) -> Result<Act
     };
     let failed = result
         .as_ref()
-        .is_err_and(|e| !matches!(e, Error::CleanupPending { .. }));
+        .is_err_and(|e| !matches!(e, Error::CleanupPending { .. } | Error::Outdated(_)));
     ctx.metrics.observe_reconcile(&kind, started.elapsed(), failed);
     result
 }
@@ -189,6 +189,11 @@ pub async fn reconcile<K: Managed>(obj: Arc<K>, ctx: Arc<Context>) -> Result<Act
 pub fn error_policy<K: Managed>(obj: Arc<K>, error: &Error, ctx: Arc<Context>) -> Action {
     if let Error::CleanupPending { .. } = error {
         return Action::requeue(schedule::jitter(ctx.settings.progress_poll));
+    }
+    if let Error::Outdated(_) = error {
+        // The watch event of the newer version usually wakes it first.
+        debug!(object = %object_key(&*obj), %error, "finalizer patch made from an outdated copy");
+        return Action::requeue(schedule::jitter(schedule::OUTDATED_RETRY));
     }
     retry_after_error(&K::kind(&()), &object_key(&*obj), error, &ctx)
 }

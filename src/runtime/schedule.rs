@@ -135,6 +135,9 @@ pub fn age(meta: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta) ->
         .unwrap_or(Duration::ZERO)
 }
 
+/// How soon an object looks again after a write refused because the cached copy it came from was behind.
+pub const OUTDATED_RETRY: Duration = Duration::from_millis(500);
+
 /// How soon an object retries after the API server itself was unreachable or unavailable, whatever its
 /// own backoff: such a failure says nothing about the object, and when the API server returns, pending
 /// work should go on within seconds.
