@@ -64,7 +64,8 @@ struct RunArgs {
     /// Log format: text for people, json for log pipelines.
     #[arg(long, value_enum, default_value_t = navigator::logging::LogFormat::Text, env = "NAVIGATOR_LOG_FORMAT")]
     log_format: navigator::logging::LogFormat,
-    /// How often a Ready object is re-checked on its endpoint for drift, in seconds (jittered ±10%).
+    /// How often a Ready object is re-checked on its endpoint for drift, in seconds (each object at its own
+    /// second of the period, spread by a hash of its name).
     #[arg(long, default_value_t = 600, value_parser = clap::value_parser!(u64).range(5..))]
     resync_seconds: u64,
     /// Only reconcile objects whose labels match this selector, e.g. `shard=a` (all objects when unset).

@@ -19,7 +19,8 @@ use crate::runtime::schedule::Backoff;
 /// Operator-wide timing and sizing.
 #[derive(Clone, Debug)]
 pub struct Settings {
-    /// How often a Ready object is checked for drift on its endpoint (jittered).
+    /// How often a Ready object is checked for drift on its endpoint (each at a second of the period that a
+    /// hash of its name gives; see `watch::resyncs`).
     pub resync: Duration,
     /// How often work in progress is checked when the endpoint sets no poll interval.
     pub progress_poll: Duration,
