@@ -285,7 +285,7 @@ pub(super) fn next_action(
         // A Ready object with nothing to look at sooner is re-checked by the resync walk (watch::resyncs).
         Phase::Ready { .. } if requeue.is_none() => {
             ctx.backoff.success(key);
-            debug!(object = %key, reason = phase.reason(), "reconciled; next look at the resync");
+            debug!(object = %key, reason = phase.reason(), requeue_in = "resync", "reconciled");
             return Action::await_change();
         }
         _ => {
