@@ -616,12 +616,13 @@ impl super::registry::Kind for AccessGrant {
         writer: kube::runtime::reflector::store::Writer<Self>,
         woken: futures::channel::mpsc::UnboundedReceiver<kube::runtime::reflector::ObjectRef<Self>>,
     ) -> Vec<futures::future::BoxFuture<'static, ()>> {
-        use crate::runtime::watch::{WatchesChildren, controller, drive, whole};
+        use crate::runtime::watch::{WatchesChildren, drive, whole};
         let bindings = wiring.children.grant_bindings.take().expect("taken once");
         let roles = wiring.children.grant_roles.take().expect("taken once");
         let role_bindings = wiring.children.grant_role_bindings.take().expect("taken once");
         let (client, recorder) = (&wiring.client, &wiring.ctx.recorder);
-        let controller = controller(client, &wiring.config, writer, recorder, wiring.on_change::<Self>())
+        let controller = wiring
+            .controller(writer)
             .watches_children(
                 "AccessGrant RoleBindings",
                 whole(client, GRANT_UID_LABEL, &bindings, recorder),

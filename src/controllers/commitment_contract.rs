@@ -82,28 +82,10 @@ pub fn until_day(ctx: &Context, day: Date) -> Option<Duration> {
 pub const CONSUMPTION_DEBOUNCE: Duration = Duration::from_secs(2);
 
 impl super::registry::Kind for CommitmentContract {
+    const DEBOUNCE: Duration = CONSUMPTION_DEBOUNCE;
+
     /// Entitlement in its namespace may have changed.
     fn changed(wakers: &super::registry::Wakers, stores: &super::registry::Stores, obj: &Self) {
         wakers.contract_changed(stores, obj);
-    }
-
-    fn start(
-        wiring: &mut super::registry::Wiring,
-        writer: kube::runtime::reflector::store::Writer<Self>,
-        woken: futures::channel::mpsc::UnboundedReceiver<kube::runtime::reflector::ObjectRef<Self>>,
-    ) -> Vec<futures::future::BoxFuture<'static, ()>> {
-        use crate::runtime::watch::{controller, drive_debounced};
-        let controller = controller(
-            &wiring.client,
-            &wiring.config,
-            writer,
-            &wiring.ctx.recorder,
-            wiring.on_change::<Self>(),
-        );
-        vec![drive_debounced(
-            controller.reconcile_on(woken),
-            wiring.ctx.clone(),
-            CONSUMPTION_DEBOUNCE,
-        )]
     }
 }

@@ -308,16 +308,9 @@ impl super::registry::Kind for CustomerOrg {
         writer: kube::runtime::reflector::store::Writer<Self>,
         woken: futures::channel::mpsc::UnboundedReceiver<kube::runtime::reflector::ObjectRef<Self>>,
     ) -> Vec<futures::future::BoxFuture<'static, ()>> {
-        use crate::runtime::watch::{WatchesChildren, controller, drive, namespace_metadata};
+        use crate::runtime::watch::{WatchesChildren, drive, namespace_metadata};
         let namespaces_writer = wiring.children.customer_namespaces.take().expect("taken once");
-        let controller = controller(
-            &wiring.client,
-            &wiring.config,
-            writer,
-            &wiring.ctx.recorder,
-            wiring.on_change::<Self>(),
-        )
-        .watches_children(
+        let controller = wiring.controller(writer).watches_children(
             "CustomerOrg namespaces",
             namespace_metadata(&wiring.client, namespaces::CUSTOMER_ORG_LABEL),
             namespaces_writer,

@@ -5,6 +5,7 @@
 //! in its own file.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use futures::channel::mpsc::{UnboundedReceiver, UnboundedSender};
 use futures::future::BoxFuture;
@@ -25,13 +26,17 @@ use crate::runtime::context::Context;
 use crate::runtime::metrics::ScrapeGauges;
 use crate::runtime::reconciler::Managed;
 use crate::runtime::server;
-use crate::runtime::watch::{controller, drive};
+use crate::runtime::watch::{controller, drive_debounced};
 
 /// How a kind joins the operator, beyond what it does ([`Managed`]). The defaults fit a kind whose objects
 /// wake nobody and whose controller watches only its own objects.
 pub trait Kind: Managed {
     /// Wakes the objects that wait on `obj`, which just changed (see [`super::wake`]).
     fn changed(_wakers: &Wakers, _stores: &Stores, _obj: &Self) {}
+
+    /// How long the triggers for one object must stop before it is reconciled: none by default; longer for
+    /// a kind whose reconcile reads much and which a burst of changes elsewhere wakes many times over.
+    const DEBOUNCE: Duration = Duration::ZERO;
 
     /// Starts this kind's controllers: the watch feeding `writer`, reconciling what changed and what
     /// `woken` names.
@@ -40,14 +45,8 @@ pub trait Kind: Managed {
         writer: Writer<Self>,
         woken: UnboundedReceiver<ObjectRef<Self>>,
     ) -> Vec<BoxFuture<'static, ()>> {
-        let controller = controller(
-            &wiring.client,
-            &wiring.config,
-            writer,
-            &wiring.ctx.recorder,
-            wiring.on_change::<Self>(),
-        );
-        vec![drive(controller.reconcile_on(woken), wiring.ctx.clone())]
+        let controller = wiring.controller(writer).reconcile_on(woken);
+        vec![drive_debounced(controller, wiring.ctx.clone(), Self::DEBOUNCE)]
     }
 }
 
@@ -67,6 +66,17 @@ impl Wiring {
     pub fn on_change<K: Kind>(&self) -> impl Fn(&K) + Send + 'static {
         let (wakers, stores) = (self.wakers.clone(), self.ctx.stores.clone());
         move |obj| K::changed(&wakers, &stores, obj)
+    }
+
+    /// The controller of kind `K` over the watch feeding `writer`, calling [`Kind::changed`] on every object.
+    pub fn controller<K: Kind>(&self, writer: Writer<K>) -> kube::runtime::Controller<K> {
+        controller(
+            &self.client,
+            &self.config,
+            writer,
+            &self.ctx.recorder,
+            self.on_change::<K>(),
+        )
     }
 }
 

@@ -282,14 +282,13 @@ pub(super) fn next_action(
             ctx.metrics.reconcile_failed(kind);
             schedule::retry_delay(ctx.backoff.failure(key), retry_after, apiserver_unavailable)
         }
-        // A Ready object with nothing to look at sooner is re-checked by the resync walk (watch::resyncs).
-        Phase::Ready { .. } if requeue.is_none() => {
-            ctx.backoff.success(key);
-            debug!(object = %key, reason = phase.reason(), requeue_in = "resync", "reconciled");
-            return Action::await_change();
-        }
         _ => {
             ctx.backoff.success(key);
+            // A Ready object with nothing to look at sooner is re-checked by the resync walk (watch::resyncs).
+            if requeue.is_none() && matches!(phase, Phase::Ready { .. }) {
+                debug!(object = %key, reason = phase.reason(), requeue_in = "resync", "reconciled");
+                return Action::await_change();
+            }
             let delay = requeue.unwrap_or_else(|| schedule::after(phase, &ctx.settings));
             if exact { delay } else { schedule::jitter(delay) }
         }
