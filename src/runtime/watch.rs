@@ -470,13 +470,7 @@ pub(crate) fn drive_debounced<K: Managed>(
     let config = ControllerConfig::default()
         .concurrency(ctx.settings.concurrency)
         .debounce(debounce);
-    let resyncs = resyncs(controller.store(), ctx.settings.resync);
-    run_controller(
-        controller.with_config(config).reconcile_on(resyncs),
-        reconcile::<K>,
-        error_policy::<K>,
-        ctx,
-    )
+    run_controller(controller.with_config(config), reconcile::<K>, error_policy::<K>, ctx)
 }
 
 /// The objects of `store` to re-check for drift, each once per `period`, in the second of the period its
@@ -520,15 +514,15 @@ pub(crate) fn drive_part<P: part::Part>(
     ctx: Arc<Context>,
 ) -> futures::future::BoxFuture<'static, ()> {
     let config = ControllerConfig::default().concurrency(ctx.settings.concurrency);
-    let resyncs = resyncs(controller.store(), ctx.settings.resync);
     run_controller(
-        controller.with_config(config).reconcile_on(resyncs),
+        controller.with_config(config),
         part::reconcile::<P>,
         part::error_policy::<P>,
         ctx,
     )
 }
 
+/// Runs a controller until a shutdown signal, with the resync walk of its cache ([`resyncs`]) as a trigger.
 pub(crate) fn run_controller<K, Fut>(
     controller: Controller<K>,
     reconcile: fn(Arc<K>, Arc<Context>) -> Fut,
@@ -539,7 +533,9 @@ where
     K: reconciler::Object,
     Fut: std::future::Future<Output = Result<kube::runtime::controller::Action, error::Error>> + Send + 'static,
 {
+    let resyncs = resyncs(controller.store(), ctx.settings.resync);
     controller
+        .reconcile_on(resyncs)
         .shutdown_on_signal()
         .run(reconcile, error_policy, ctx)
         .for_each(|_| futures::future::ready(()))
